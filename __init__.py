@@ -1,0 +1,28 @@
+"""neurotile: compile spiking networks onto a tiled neuromorphic chip, emulate it bit- and
+cycle-exactly, and generate the same chip as Amaranth RTL.
+
+>>> import neurotile as nt
+>>> nt.Arch().n_cores
+4
+"""
+
+from .compiler.arch import Arch, PROFILES
+from .compiler.errors import (
+    NeurotileError, NeurotileTypeError, NeurotileValueError, ArchError, NetworkError,
+    MappingError, ImageError, EmulatorError, ToolchainError,
+)
+from .compiler.network import LIF, Network
+from .compiler.image import ChipImage
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Heavier parts load on first use so that `import neurotile` stays quick.
+    if name == "compile":
+        from .compiler.compile import compile
+        return compile
+    if name == "Emulator":
+        from .emulator import Emulator
+        return Emulator
+    raise AttributeError(f"module 'neurotile' has no attribute {name!r}")
