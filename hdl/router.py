@@ -10,6 +10,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .router_model import BAD, E, L, N, NUM_PORTS, PORT_NAMES, S, W, port_exists
+from ..compiler.errors import NeurotileTypeError, NeurotileValueError
 
 __all__ = ["Router", "check_packet_layout"]
 
@@ -32,19 +33,19 @@ def check_packet_layout(packet_layout, *, mesh_w=None, mesh_h=None):
         If a field is missing, signed, or too narrow.
     """
     if not isinstance(packet_layout, data.StructLayout):
-        raise TypeError(f"`packet_layout` must be an amaranth.lib.data.StructLayout, not {packet_layout!r}")
+        raise NeurotileTypeError(f"`packet_layout` must be an amaranth.lib.data.StructLayout, not {packet_layout!r}")
     fields = {name: field for name, field in packet_layout}
     for name in ("host", "x", "y", "index"):
         if name not in fields:
-            raise ValueError(f"`packet_layout` must have a `{name}` field, not only {sorted(fields)!r}")
+            raise NeurotileValueError(f"`packet_layout` must have a `{name}` field, not only {sorted(fields)!r}")
         shape = fields[name].shape
         if not isinstance(shape, int) and getattr(shape, "signed", False):
-            raise ValueError(f"`packet_layout` field `{name}` must be unsigned, not {shape!r}")
+            raise NeurotileValueError(f"`packet_layout` field `{name}` must be unsigned, not {shape!r}")
     if fields["host"].width != 1:
-        raise ValueError(f"`packet_layout` field `host` must be 1 bit wide, not {fields['host'].width}")
+        raise NeurotileValueError(f"`packet_layout` field `host` must be 1 bit wide, not {fields['host'].width}")
     for name, size in (("x", mesh_w), ("y", mesh_h)):
         if size is not None and (size - 1).bit_length() > fields[name].width:
-            raise ValueError(f"`packet_layout` field `{name}` must be at least {(size - 1).bit_length()} bits wide "
+            raise NeurotileValueError(f"`packet_layout` field `{name}` must be at least {(size - 1).bit_length()} bits wide "
                              f"for a mesh of {mesh_w}x{mesh_h}, not {fields[name].width}")
     return packet_layout
 
@@ -108,14 +109,14 @@ class Router(wiring.Component):
     def __init__(self, *, x, y, mesh_w, mesh_h, packet_layout, fifo_depth=2):
         for name, value in (("mesh_w", mesh_w), ("mesh_h", mesh_h), ("fifo_depth", fifo_depth)):
             if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"`{name}` must be an integer, not {value!r}")
+                raise NeurotileTypeError(f"`{name}` must be an integer, not {value!r}")
             if value < 1:
-                raise ValueError(f"`{name}` must be at least 1, not {value!r}")
+                raise NeurotileValueError(f"`{name}` must be at least 1, not {value!r}")
         for name, value, size in (("x", x, mesh_w), ("y", y, mesh_h)):
             if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"`{name}` must be an integer, not {value!r}")
+                raise NeurotileTypeError(f"`{name}` must be an integer, not {value!r}")
             if not 0 <= value < size:
-                raise ValueError(f"`{name}` must be in range 0..{size - 1} for a mesh of {mesh_w}x{mesh_h}, "
+                raise NeurotileValueError(f"`{name}` must be in range 0..{size - 1} for a mesh of {mesh_w}x{mesh_h}, "
                                  f"not {value!r}")
         self.x, self.y = x, y
         self.mesh_w, self.mesh_h = mesh_w, mesh_h
