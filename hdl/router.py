@@ -97,6 +97,9 @@ class Router(wiring.Component):
         All input FIFOs are empty.
     bad_route : ``Out(1)``
         Sticky: a packet that would have left the mesh has been discarded. Rises the cycle after the discard.
+    arb_reset : ``In(1)``
+        While high, every round-robin pointer is set back to 4 (L) at the clock edge; the chip asserts it
+        at the start of every SPIKE phase so that no step's timing depends on an earlier step.
 
     Raises
     ------
@@ -130,6 +133,7 @@ class Router(wiring.Component):
             "transfers": Out(NUM_PORTS),
             "idle": Out(1),
             "bad_route": Out(1),
+            "arb_reset": In(1),
         })
 
     def _route(self, m, head, valid, requests):
@@ -224,6 +228,8 @@ class Router(wiring.Component):
                     m.d.sync += self.bad_route.eq(1)
             with m.If(transfer):
                 m.d.sync += last.eq(grant)
+            with m.If(self.arb_reset):
+                m.d.sync += last.eq(1 << L)                                # start of a SPIKE phase
             for i in inputs:
                 pop_terms[i].append(transfer & grant[i])
 

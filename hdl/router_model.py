@@ -162,6 +162,10 @@ class RouterModel:
         self.bad_route = False
         self.transfers = [False] * NUM_PORTS
 
+    def reset_arbitration(self):
+        """Set every round-robin pointer back to 4 (L), as ``arb_reset`` does each SPIKE phase."""
+        self.last = [L] * (NUM_PORTS + 1)
+
     def route(self, packet):
         """Output for ``packet`` at this router: a port number, or :data:`BAD` if that port does not exist."""
         f = unpack_packet(self.packet_layout, packet)
@@ -294,6 +298,11 @@ class MeshModel:
     def neighbour(x, y, port):
         """Coordinates of the router on the other side of output ``port`` (may be off the mesh)."""
         return {N: (x, y - 1), E: (x + 1, y), S: (x, y + 1), W: (x - 1, y)}[port]
+
+    def reset_arbitration(self):
+        """Reset every router's round-robin pointers (the start of a SPIKE phase)."""
+        for router in self.routers.values():
+            router.reset_arbitration()
 
     def send(self, x, y, packet):
         """Queue ``packet`` for core (``x``, ``y``) to send into its router's L port."""

@@ -174,7 +174,14 @@ def random_equivalence(x, y, mesh_w, mesh_h, fifo_depth, cycles, seed):
             in_ready = ctx.get(Cat(*(dut.inputs[i].ready for i in range(NUM_PORTS))))
             out_valid = ctx.get(Cat(*(dut.outputs[o].valid for o in range(NUM_PORTS))))
             transfers = ctx.get(dut.transfers)
+            # arb_reset now and then: at this clock edge every pointer returns to 4, overriding the
+            # cycle's own pointer update, exactly as RouterModel.reset_arbitration after step().
+            arb_reset = cycle % 97 == 41
+            ctx.set(dut.arb_reset, arb_reset)
             accepted, outputs = model.step(offered, ready)
+            if arb_reset:
+                model.reset_arbitration()
+                stats["arb_resets"] += 1
 
             assert [offered[i] is not None and bool(in_ready >> i & 1) for i in range(NUM_PORTS)] == accepted, cycle
             assert [bool(out_valid >> o & 1) for o in range(NUM_PORTS)] == [p is not None for p in outputs], cycle
