@@ -362,6 +362,13 @@ class ChipImage:
             raise ImageError(f"{str(path)!r} fails its checksum: the file was changed or corrupted")
         return image
 
+    # -- reports ---------------------------------------------------------------------------------
+
+    def report(self, rates=(0.01, 0.07, 0.1)):
+        """Memory use, mesh map and traffic of this image (see :func:`~.report.image_report`)."""
+        from .report import image_report
+        return image_report(self, rates)
+
     # -- words -----------------------------------------------------------------------------------
 
     def words(self, core_index, table):

@@ -34,7 +34,7 @@ def _as_int_array(value, what):
         if not np.all(np.isfinite(arr)):
             raise NetworkError(f"{what} must be finite integers, but holds NaN or infinity")
         if not np.all(arr == np.round(arr)):
-            bad = arr[arr != np.round(arr)].flat[0]
+            bad = arr[arr != np.round(arr)].flat[0].item()
             raise NetworkError(f"{what} must be integers, not {bad!r}: quantize float models "
                                f"first (nt.from_nir does)")
         arr = arr.astype(np.int64)
