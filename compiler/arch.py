@@ -256,8 +256,9 @@ PROFILES = {
                      axons_per_core=1024, synapses_per_core=4096, fanout_per_core=1024,
                      max_delay=8, acc_bits=20, fifo_depth=2, core_fifo_depth=2,
                      host_in_depth=1024, host_out_depth=512),
+    # 2048 synapses: with 4096 the core needs 33 EBRs of the UP5K's 30 (SPRAM is future work).
     "ice40up5k": dict(mesh_w=1, mesh_h=1, neurons_per_core=128, profiles_per_core=4,
-                      axons_per_core=256, synapses_per_core=4096, fanout_per_core=256,
+                      axons_per_core=256, synapses_per_core=2048, fanout_per_core=256,
                       max_delay=4, acc_bits=20, fifo_depth=2, core_fifo_depth=2,
                       host_in_depth=256, host_out_depth=128),
 }
