@@ -25,4 +25,10 @@ def __getattr__(name):
     if name == "Emulator":
         from .emulator import Emulator
         return Emulator
+    if name in ("from_nir", "to_nir"):
+        from .compiler import nir_io
+        return getattr(nir_io, name)
+    if name == "quantization_report":
+        from .compiler.quantize import quantization_report
+        return quantization_report
     raise AttributeError(f"module 'neurotile' has no attribute {name!r}")

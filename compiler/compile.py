@@ -650,12 +650,20 @@ def compile(net, arch=None, *, placement="optimized", seed=0):
         fan-in, distinct sources or fan-out exceed one core, more cores than the mesh has (the message says which
         limits filled the cores), or more input packets per step than ``host_in_depth``.
     """
+    made_for = getattr(net, "arch", None)      # networks imported from NIR carry the Arch they were quantized for
     if arch is None:
-        arch = Arch()
+        arch = made_for if isinstance(made_for, Arch) else Arch()
     if not isinstance(net, Network):
         raise NeurotileTypeError(f"net must be an nt.Network, not {type(net).__name__}")
     if not isinstance(arch, Arch):
         raise NeurotileTypeError(f"arch must be an nt.Arch, not {type(arch).__name__}")
+    if isinstance(made_for, Arch):
+        for field in ("decay_mode", "reset_mode", "weight_bits"):
+            if getattr(made_for, field) != getattr(arch, field):
+                raise MappingError(
+                    f"network {net.name!r} was quantized for {field}={getattr(made_for, field)!r} but the target "
+                    f"arch has {field}={getattr(arch, field)!r}: compile with arch=net.arch (or a copy of it with "
+                    f"another mesh: net.arch.with_mesh(w, h)), or import the graph again for this arch")
     if placement not in PLACEMENTS:
         raise NeurotileValueError(f"placement must be one of {_names(PLACEMENTS)}, not {placement!r}")
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):

@@ -1,6 +1,6 @@
 """The network model: what the user asks the chip to run, in the chip's integer parameters.
 
-Float models arrive through NIR (:mod:`neurotile.compiler.nir`, later); here every parameter is
+Float models arrive through NIR (:mod:`neurotile.compiler.nir_io`); here every parameter is
 already a hardware integer, validated where the object is built.
 """
 
