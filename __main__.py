@@ -20,6 +20,7 @@ __all__ = ["COMMANDS", "main", "doctor"]
 #: ``"neurotile.compiler.cli:compile_cmd"``; the command's own name is used on the command line.
 COMMANDS = [
     "neurotile.__main__:doctor",
+    "neurotile.compiler.cli:report_cmd",
 ]
 
 
