@@ -21,6 +21,7 @@ __all__ = ["COMMANDS", "main", "doctor"]
 COMMANDS = [
     "neurotile.__main__:doctor",
     "neurotile.compiler.cli:report_cmd",
+    "neurotile.hdl.cli:rtl_cmd",
 ]
 
 

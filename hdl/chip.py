@@ -1,0 +1,439 @@
+"""The chip: the mesh, the step controller, the host buffers and counters, and the host port.
+
+Two components:
+
+- :class:`ChipEngine` is the whole chip behind the **host bus**
+  (:class:`~neurotile.hdl.hostport.HostBusSignature`): the :class:`~neurotile.hdl.mesh.Mesh`, the
+  step controller and barrier of docs/architecture.md section 7, the host injector, the input and
+  output packet buffers, and the counters and sticky flags of section 8. Test benches drive its bus
+  directly (one transaction per memory word, register or buffer entry).
+- :class:`Chip` is the top level: a :class:`~neurotile.hdl.hostport.HostPort` in front of a
+  :class:`ChipEngine`, so the chip is driven only through the byte streams ``rx`` and ``tx`` with the
+  framed protocol of :mod:`neurotile.hdl.protocol`.
+
+The step (section 7)
+--------------------
+A RUN request of ``steps`` steps runs them back to back; each step is::
+
+    OVERHEAD  1 cycle        start_update (cores sample t), arb_reset (routers), counters cleared
+    UPDATE    U cycles       U = arch.update_cycles; start_spike in the last one
+    SPIKE     p = 0, 1, ...  host injector and mesh; until the first quiescent cycle p_q
+    BARRIER                  BARRIER_LATENCY cycles counted from p_q (p_q is the first of them)
+
+so a step lasts ``STEP_OVERHEAD + U + p_q + BARRIER_LATENCY`` cycles. Quiescence in cycle p is the
+AND, in that cycle, of every core's ``idle``, every router's ``idle`` and the host injector being
+DONE, all of which are registers (the state at the start of p). The counters ``update_cycles``,
+``spike_cycles`` and ``cycles`` count the cycles the controller actually spends in each phase.
+
+In the last cycle of a step the controller raises the sticky flags that are set (each with the
+current step t if it was clear), advances t and the step offset, and starts the next step's
+OVERHEAD in the following cycle, or, after the last step, pulses ``run_done`` in the next cycle,
+when every register and counter of the step is readable.
+
+Host injector (router (0, 0), W input): START / EMIT / DONE, START at p = 0. The first step of a RUN
+injects input-buffer entries ``0 .. n_inject - 1`` in order, one per cycle while the W input FIFO
+has room; later steps of the same RUN inject nothing.
+
+Output buffer: every packet leaving through the host exit (router (0, 0) W output, always ready)
+is stored as ``packet | offset << 8 * packet_bytes`` (offset = step index within the RUN) at entry
+``n_output`` while ``n_output < host_out_depth``; later ones only count in ``out_dropped``. RUN
+empties the buffer (the host reads it after each RUN).
+
+Flags: ``bad_axon`` and ``acc_sat`` are the cores' sticky flags ORed, ``bad_route`` the routers'
+ORed, ``step_timeout`` the chip's own (``spike_cycles > arch.step_timeout``). Writing the chip
+register ``flags`` clears the chip's flags and first-raised steps, every core's flags (a
+broadcast configuration write) and every router's ``bad_route`` (a reset of the routers, which are
+empty between steps).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..compiler.arch import Arch
+from ..compiler.errors import NeurotileTypeError
+from ..emulator.result import COUNTERS_CHIP, COUNTERS_PER_CORE
+from ..emulator.state import FLAGS
+from . import protocol as P
+from .core import CFG_TARGETS, REGISTERS as CORE_REGISTERS
+from .hostport import DEFAULT_FRAME_TIMEOUT, HostBusSignature, HostPort
+from .mesh import Mesh, check_image
+from .router_model import NUM_PORTS
+
+__all__ = ["Chip", "ChipEngine", "WORD_BITS", "NEVER"]
+
+#: Width of every counter word, of the step counter and of the first-raised steps (they wrap).
+WORD_BITS = 32
+#: ``flag_step`` value of a flag that was never raised.
+NEVER = (1 << WORD_BITS) - 1
+
+# The host bus addresses the cores' configuration ports with the same ids (protocol.py defines
+# the bus, core.py the configuration port): check that they agree once, at import.
+if (tuple(P.MEMORIES) != tuple(CFG_TARGETS[:len(P.MEMORIES)])
+        or P.TARGETS.index("core_reg") != CFG_TARGETS.index("regs")
+        or [r.name for r in P.CORE_REGISTERS] != list(CORE_REGISTERS[:len(P.CORE_REGISTERS)])
+        or tuple(FLAGS[:2]) != ("bad_axon", "acc_sat")):          # pragma: no cover
+    raise RuntimeError("hdl/protocol.py and hdl/core.py disagree on memory or register ids")
+# The controller has one OVERHEAD state and counts the barrier from the quiescent cycle on.
+if Arch.STEP_OVERHEAD != 1 or Arch.BARRIER_LATENCY < 1:                 # pragma: no cover
+    raise RuntimeError("ChipEngine implements STEP_OVERHEAD = 1 and BARRIER_LATENCY >= 1")
+
+
+class ChipEngine(wiring.Component):
+    """The chip behind its host bus (module docstring): mesh, step controller, buffers, counters.
+
+    Parameters
+    ----------
+    arch : Arch
+    image : ChipImage, optional
+        Initial memory and register contents of every core (zeros if omitted); it must be compiled
+        for ``arch``. The input buffer starts empty, the step counter at 0, the flags clear.
+
+    Members
+    -------
+    bus : ``In(HostBusSignature(arch))``
+        The host bus (targets, timing: :class:`~neurotile.hdl.hostport.HostBusSignature`). Requests
+        are accepted (``req.ready``) and RUN requests (``run.ready``) only while no step runs; a
+        read is answered in the cycle after it is accepted.
+    running : ``Out(1)``
+        A RUN is in progress.
+    mesh : Mesh
+        The cores and routers (a submodule).
+
+    Raises
+    ------
+    NeurotileTypeError
+        ``arch`` is not an Arch or ``image`` not a ChipImage.
+    ImageError
+        ``image`` was compiled for another architecture or does not fit it.
+    """
+
+    def __init__(self, arch, image=None):
+        try:
+            check_image(arch, image)
+            self.mesh = Mesh(arch, image)
+        except Exception:
+            self._MustUse__silence = True
+            raise
+        self.arch = arch
+        super().__init__({
+            "bus": In(HostBusSignature(arch)),
+            "running": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        a = self.arch
+        n = a.n_cores
+        info = P.target_info(a)
+        tid = {name: t.id for name, t in info.items()}
+        pbits = 8 * info["inject"].nbytes                  # a packet on the wire / in an entry
+        packet = a.layouts.packet
+        mesh = m.submodules.mesh = self.mesh
+        bus = self.bus
+        req = bus.req.payload
+
+        # -- chip registers ------------------------------------------------------------------------
+        t = Signal(WORD_BITS, name="step")                 # steps completed since load / clear
+        flags = Signal(len(FLAGS))                         # bit i = FLAGS[i]
+        flag_step = [Signal(WORD_BITS, init=NEVER, name=f"flag_step_{f}") for f in FLAGS]
+        n_output = Signal(range(a.host_out_depth + 1))
+        out_dropped = Signal(WORD_BITS)
+        offset = Signal(16)                                # step index within the RUN
+        steps_left = Signal(16)
+        inj_n = Signal(range(a.host_in_depth + 1))         # packets this step injects
+        run_done = Signal()
+        m.d.sync += run_done.eq(0)
+        m.d.comb += bus.run_done.eq(run_done)
+
+        # -- per-step counters ---------------------------------------------------------------------
+        count = {name: Signal(WORD_BITS, name=f"count_{name}")
+                 for name in COUNTERS_CHIP + ("update_cycles", "spike_cycles", "cycles")}
+        link = [[Signal(WORD_BITS, name=f"link_{c}_{P.LINK_PORTS[o]}") for o in range(NUM_PORTS)]
+                for c in range(n)]
+
+        # -- host buffers ----------------------------------------------------------------------------
+        m.submodules.inject_buffer = inj_mem = Memory(shape=packet.size, depth=a.host_in_depth,
+                                                      init=[])
+        inj_wr = inj_mem.write_port()
+        inj_rd = inj_mem.read_port()
+        m.submodules.output_buffer = out_mem = Memory(shape=pbits + 16, depth=a.host_out_depth,
+                                                      init=[])
+        out_wr = out_mem.write_port()
+        out_rd = out_mem.read_port()
+
+        # -- step controller -------------------------------------------------------------------------
+        U, B = a.update_cycles, a.BARRIER_LATENCY
+        ucnt = Signal(range(U))
+        bcnt = Signal(range(max(B, 2)))
+        T = a.step_timeout
+        to_cnt = Signal(range(T + 1))                      # SPIKE-phase cycles, saturating at T
+        to_hit = Signal()
+        inj_done = Signal()
+        quiet = Signal()
+        m.d.comb += quiet.eq(mesh.idle & inj_done)
+        core_flag = {f: _any(mesh.flags[c][f] for c in range(n)) for f in ("bad_axon", "acc_sat")}
+        timed_out = Signal()
+        m.d.comb += timed_out.eq(to_hit | (to_cnt == T))
+        sources = {"bad_axon": core_flag["bad_axon"], "acc_sat": core_flag["acc_sat"],
+                   "step_timeout": timed_out, "bad_route": mesh.bad_route}
+
+        def spike_cycle():
+            m.d.sync += [count["spike_cycles"].eq(count["spike_cycles"] + 1),
+                         count["cycles"].eq(count["cycles"] + 1)]
+            with m.If(to_cnt == T):
+                m.d.sync += to_hit.eq(1)
+            with m.Else():
+                m.d.sync += to_cnt.eq(to_cnt + 1)
+
+        def end_step():
+            for i, f in enumerate(FLAGS):
+                with m.If(sources[f] & ~flags[i]):
+                    m.d.sync += [flags[i].eq(1), flag_step[i].eq(t)]
+            m.d.sync += [t.eq(t + 1), offset.eq(offset + 1), steps_left.eq(steps_left - 1),
+                         inj_n.eq(0)]
+            with m.If(steps_left == 1):
+                m.d.sync += run_done.eq(1)
+                m.next = "IDLE"
+            with m.Else():
+                m.next = "OVERHEAD"
+
+        with m.FSM(init="IDLE", name="ctrl") as ctrl:
+            with m.State("IDLE"):
+                m.d.comb += [bus.run.ready.eq(1), bus.req.ready.eq(1)]
+                with m.If(bus.run.valid):
+                    m.d.sync += [steps_left.eq(bus.run.payload.steps),
+                                 inj_n.eq(bus.run.payload.n_inject),
+                                 n_output.eq(0), out_dropped.eq(0), offset.eq(0)]
+                    with m.If(bus.run.payload.steps == 0):
+                        m.d.sync += run_done.eq(1)
+                    with m.Else():
+                        m.next = "OVERHEAD"
+            with m.State("OVERHEAD"):
+                m.d.comb += [mesh.start_update.eq(1), mesh.arb_reset.eq(1)]
+                m.d.sync += [ucnt.eq(0), to_cnt.eq(0), to_hit.eq(0),
+                             count["update_cycles"].eq(0), count["spike_cycles"].eq(0),
+                             count["cycles"].eq(a.STEP_OVERHEAD)]
+                m.next = "UPDATE"
+            with m.State("UPDATE"):
+                m.d.sync += [ucnt.eq(ucnt + 1), count["update_cycles"].eq(count["update_cycles"] + 1),
+                             count["cycles"].eq(count["cycles"] + 1)]
+                with m.If(ucnt == U - 1):
+                    m.d.comb += mesh.start_spike.eq(1)
+                    m.next = "SPIKE"
+            with m.State("SPIKE"):
+                spike_cycle()
+                with m.If(quiet):
+                    if B <= 1:
+                        end_step()
+                    else:
+                        m.d.sync += bcnt.eq(B - 2)
+                        m.next = "BARRIER"
+            with m.State("BARRIER"):
+                spike_cycle()
+                with m.If(bcnt == 0):
+                    end_step()
+                with m.Else():
+                    m.d.sync += bcnt.eq(bcnt - 1)
+        m.d.comb += [self.running.eq(~ctrl.ongoing("IDLE")), mesh.step.eq(t)]
+
+        # -- host injector (section 7) ---------------------------------------------------------------
+        inj_pos = Signal(range(a.host_in_depth + 1))
+        host_in = mesh.host_in
+        push = Signal()
+        m.d.comb += [
+            push.eq(host_in.valid & host_in.ready),
+            inj_rd.addr.eq(Mux(push, inj_pos + 1, inj_pos)),    # the next entry is read ahead
+            host_in.payload.eq(inj_rd.data),
+        ]
+        with m.FSM(init="DONE", name="injector") as inj:
+            with m.State("START"):
+                with m.If(ctrl.ongoing("SPIKE")):
+                    with m.If(inj_n == 0):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "EMIT"
+            with m.State("EMIT"):
+                m.d.comb += host_in.valid.eq(1)
+                with m.If(host_in.ready):
+                    m.d.sync += [inj_pos.eq(inj_pos + 1),
+                                 count["host_in"].eq(count["host_in"] + 1)]
+                    with m.If(inj_pos + 1 == inj_n):
+                        m.next = "DONE"
+            with m.State("DONE"):
+                with m.If(ctrl.ongoing("OVERHEAD")):
+                    m.next = "START"
+        with m.If(ctrl.ongoing("OVERHEAD")):
+            m.d.sync += inj_pos.eq(0)
+        m.d.comb += inj_done.eq(inj.ongoing("DONE"))
+
+        # -- host exit and output buffer ------------------------------------------------------------
+        out = mesh.host_out
+        m.d.comb += [
+            out.ready.eq(1),                               # the host exit is always ready
+            out_wr.addr.eq(n_output),
+            out_wr.data.eq(Cat(out.payload.as_value(), Const(0, pbits - packet.size), offset)),
+        ]
+        with m.If(out.valid):
+            m.d.sync += count["host_out"].eq(count["host_out"] + 1)
+            with m.If(n_output != a.host_out_depth):
+                m.d.comb += out_wr.en.eq(1)
+                m.d.sync += n_output.eq(n_output + 1)
+            with m.Else():
+                m.d.sync += out_dropped.eq(out_dropped + 1)
+
+        # -- link and hop counters ------------------------------------------------------------------
+        m.d.sync += count["hops"].eq(count["hops"] + mesh.hop_count)
+        for c in range(n):
+            for o in range(NUM_PORTS):
+                with m.If(mesh.transfers[c][o]):
+                    m.d.sync += link[c][o].eq(link[c][o] + 1)
+        with m.If(ctrl.ongoing("OVERHEAD")):               # last, so that clearing wins
+            m.d.sync += [count[name].eq(0) for name in COUNTERS_CHIP]
+            m.d.sync += [s.eq(0) for row in link for s in row]
+
+        # -- host bus: writes ------------------------------------------------------------------------
+        accept = Signal()
+        m.d.comb += accept.eq(bus.req.valid & bus.req.ready)
+        is_core = req.target <= tid["core_reg"]
+        reg_sel = CFG_TARGETS.index("regs")
+        clear_flags = Signal()
+        m.d.comb += clear_flags.eq(accept & req.we & (req.target == tid["chip_reg"])
+                                   & (req.addr == P.register("flags").addr))
+        for c in range(n):
+            cfg = mesh.cfg[c]
+            mine = accept & is_core & (req.core == c)
+            m.d.comb += [
+                cfg.sel.eq(req.target), cfg.addr.eq(req.addr), cfg.data.eq(req.data),
+                cfg.we.eq(mine & req.we), cfg.re.eq(mine & ~req.we),
+            ]
+            with m.If(clear_flags):                        # broadcast: core flags <- 0
+                m.d.comb += [cfg.sel.eq(reg_sel), cfg.addr.eq(CORE_REGISTERS.index("flags")),
+                             cfg.data.eq(0), cfg.we.eq(1)]
+        m.d.comb += mesh.clear_routes.eq(clear_flags)
+        with m.If(clear_flags):
+            m.d.sync += [flags.eq(0)] + [s.eq(NEVER) for s in flag_step]
+        with m.If(accept & req.we & (req.target == tid["chip_reg"])
+                  & (req.addr == P.register("step").addr)):
+            m.d.sync += t.eq(req.data)
+        m.d.comb += [
+            inj_wr.addr.eq(req.addr), inj_wr.data.eq(req.data),
+            inj_wr.en.eq(accept & req.we & (req.target == tid["inject"])),
+        ]
+
+        # -- host bus: reads (answered in the next cycle) ---------------------------------------------
+        values = {"step": t, "flags": flags}
+        values.update({name: count[name] for name in count})
+        values.update({f"flag_step.{f}": s for f, s in zip(FLAGS, flag_step)})
+        for c in range(n):
+            for name in COUNTERS_PER_CORE + ("fanout_busy", "syn_busy"):
+                values[f"core{c}.{name}"] = mesh.counters[c][name]
+            for o, port in enumerate(P.LINK_PORTS):
+                values[f"core{c}.link.{port}"] = link[c][o]
+        chip_regs = {"step": t, "flags": flags, "n_output": n_output, "out_dropped": out_dropped}
+
+        r_valid = Signal()
+        r_kind = Signal(2)                                 # 0 core, 1 output buffer, 2 word
+        r_core = Signal.like(req.core)
+        r_word = Signal(WORD_BITS)
+        read = accept & ~req.we
+        m.d.sync += r_valid.eq(read)
+        m.d.comb += out_rd.addr.eq(req.addr)
+        with m.If(read):
+            m.d.sync += r_core.eq(req.core)
+            with m.If(is_core):
+                m.d.sync += r_kind.eq(0)
+            with m.Elif(req.target == tid["output"]):
+                m.d.sync += r_kind.eq(1)
+            with m.Else():
+                m.d.sync += r_kind.eq(2)
+            with m.Switch(req.target):
+                with m.Case(tid["chip_reg"]):
+                    with m.Switch(req.addr):
+                        for r in P.CHIP_REGISTERS:
+                            with m.Case(r.addr):
+                                m.d.sync += r_word.eq(chip_regs[r.name])
+                with m.Case(tid["counter"]):
+                    with m.Switch(req.addr):
+                        # One word per counter_map() name, in its order (the map is the spec).
+                        for k, name in enumerate(P.counter_map(a)):
+                            with m.Case(k):
+                                m.d.sync += r_word.eq(values[name])
+        core_rdata = Signal.like(bus.rdata)
+        with m.Switch(r_core):
+            for c in range(n):
+                with m.Case(c):
+                    m.d.comb += core_rdata.eq(mesh.cfg[c].rdata)
+        m.d.comb += [
+            bus.rvalid.eq(r_valid),
+            bus.rdata.eq(Mux(r_kind == 0, core_rdata, Mux(r_kind == 1, out_rd.data, r_word))),
+        ]
+        return m
+
+
+class Chip(wiring.Component):
+    """The neurotile chip: a :class:`~neurotile.hdl.hostport.HostPort` in front of a :class:`ChipEngine`.
+
+    Everything (loading memories, injecting input packets, running steps, reading output packets,
+    counters and flags) goes through the host protocol of :mod:`neurotile.hdl.protocol` on the two
+    byte streams; a board wraps them in a UART, a co-simulation drives them directly.
+
+    Parameters
+    ----------
+    arch : Arch
+    image : ChipImage, optional
+        Initial memory contents (zeros if omitted; a host can load an image with
+        :meth:`~neurotile.hdl.protocol.HostClient.load_image` instead).
+    frame_timeout : int
+        Idle cycles after which the host port drops a partial frame.
+    max_payload : int
+        The host port's payload buffer in bytes.
+
+    Members
+    -------
+    rx : ``In(stream.Signature(8))``
+        Bytes from the host (``rx.ready`` is the host port's).
+    tx : ``Out(stream.Signature(8))``
+        Bytes to the host; the byte and ``valid`` stay until ``ready``.
+    engine : ChipEngine
+    host_port : HostPort
+
+    Raises
+    ------
+    NeurotileTypeError, NeurotileValueError, ImageError
+        From :class:`ChipEngine` and :class:`~neurotile.hdl.hostport.HostPort`.
+    """
+
+    def __init__(self, arch, image=None, *, frame_timeout=DEFAULT_FRAME_TIMEOUT,
+                 max_payload=P.DEFAULT_MAX_PAYLOAD):
+        if not isinstance(arch, Arch):
+            self._MustUse__silence = True
+            raise NeurotileTypeError(f"arch must be an nt.Arch, not {arch!r}")
+        try:
+            self.host_port = HostPort(arch, frame_timeout=frame_timeout, max_payload=max_payload)
+            self.engine = ChipEngine(arch, image)
+        except Exception:
+            self._MustUse__silence = True
+            raise
+        self.arch = arch
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.host_port = self.host_port
+        m.submodules.engine = self.engine
+        wiring.connect(m, self.host_port.bus, self.engine.bus)
+        wiring.connect(m, wiring.flipped(self.rx), self.host_port.rx)
+        wiring.connect(m, self.host_port.tx, wiring.flipped(self.tx))
+        return m
+
+
+def _any(values):
+    result = 0
+    for v in values:
+        result = result | v
+    return result
