@@ -147,17 +147,21 @@ class Router(wiring.Component):
 
         # A host packet heads for (0, 0), whose position relative to this router is known at elaboration time.
         # Comparisons that are constant at this position (x < 0, y < 0) are left out.
+        # Likewise x > self.x where self.x is the largest value the field holds (the far edge of a power-of-two mesh).
         host_port = W if self.x > 0 else N if self.y > 0 else W
+        x_max, y_max = (1 << len(head.x)) - 1, (1 << len(head.y)) - 1
         with m.If(valid):
             with m.If(head.host):
                 m.d.comb += request(host_port)
-            with m.Elif(head.x > self.x):
-                m.d.comb += request(E)
+            if self.x < x_max:
+                with m.Elif(head.x > self.x):
+                    m.d.comb += request(E)
             if self.x > 0:
                 with m.Elif(head.x < self.x):
                     m.d.comb += request(W)
-            with m.Elif(head.y > self.y):
-                m.d.comb += request(S)
+            if self.y < y_max:
+                with m.Elif(head.y > self.y):
+                    m.d.comb += request(S)
             if self.y > 0:
                 with m.Elif(head.y < self.y):
                     m.d.comb += request(N)

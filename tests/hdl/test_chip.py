@@ -461,15 +461,8 @@ def test_image_for_another_arch_is_refused_with_the_difference():
     assert check_image(small_arch(name="other"), image) is image
 
 
-# On a 2x2 mesh the routers at x = 1 (y = 1) compare the 1-bit x (y) field with `> 1`, which
-# Verilator flags as CMPCONST (hdl/router.py `_route` leaves out `< 0` but not `> max`); the 3x1
-# mesh has a 2-bit x field and y = 0 only.
-ROUTER_CMPCONST = pytest.mark.xfail(strict=True, reason="hdl/router.py compares x > 1 on a 1-bit "
-                                    "field at the far edge of a 2-wide mesh (CMPCONST)")
-
-
 @pytest.mark.parametrize("arch", [small_arch(mesh_w=3, mesh_h=1, max_delay=1, decay_mode="shift"),
-                                  pytest.param(small_arch(), marks=ROUTER_CMPCONST)],
+                                  small_arch()],
                          ids=["3x1-D1-shift", "2x2"])
 def test_verilator_lint_is_clean_with_only_the_amaranth_waivers(tmp_path, arch):
     from neurotile.sim.toolchain import prepare_environment
