@@ -8,6 +8,8 @@ import dataclasses
 
 import numpy as np
 
+from ..compiler.errors import EmulatorError
+
 __all__ = ["RunResult", "COUNTERS_PER_CORE", "COUNTERS_CHIP", "COUNTERS_CYCLE"]
 
 #: Per-step, per-core counters: arrays [steps, n_cores].
@@ -57,6 +59,19 @@ class RunResult:
     def cycles(self):
         """Clock cycles of every step (cycle mode, RTL and board only)."""
         return self.counters.get("cycles")
+
+    def link_utilisation(self):
+        """Fraction of each step's SPIKE-phase cycles in which each router output moved a packet.
+
+        Returns an array [steps, n_cores, 5] (ports N, E, S, W, L), ``link / spike_cycles``; a
+        router's W entry at (0, 0) is the host exit. Needs the cycle counts of a ``cycle``-mode
+        (or RTL/board) run.
+        """
+        if "spike_cycles" not in self.counters:
+            raise EmulatorError(f"link utilisation needs cycle counts; this {self.mode!r} run has "
+                                f"none: run with mode='cycle'")
+        cycles = np.asarray(self.counters["spike_cycles"], np.float64)
+        return np.asarray(self.counters["link"], np.float64) / cycles[:, None, None]
 
     def total(self, counter):
         """A counter summed over steps and cores."""

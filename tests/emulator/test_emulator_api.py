@@ -384,3 +384,22 @@ def test_static_energy_needs_cycles(image, pair):
 def test_energy_table_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
         EnergyTable(**kwargs)
+
+
+def test_link_utilisation_is_transfers_over_spike_cycles(image):
+    # Utilisation divides each router port's transfers by the step's SPIKE-phase cycles, so it
+    # lies in [0, 1] (one transfer per port per cycle at most) and times spike_cycles gives back
+    # the integer link counts exactly.
+    r = nt.Emulator(image, mode="cycle", progress=False).run({"in": spikes_in(12, 3)}, steps=12)
+    util = r.link_utilisation()
+    assert util.shape == r.counters["link"].shape
+    assert r.total("link") > 0 and 0 < util.max() <= 1 and util.min() >= 0
+    back = np.rint(util * r.counters["spike_cycles"][:, None, None]).astype(np.int64)
+    np.testing.assert_array_equal(back, r.counters["link"])
+
+
+def test_link_utilisation_needs_a_cycle_mode_run(image):
+    r = nt.Emulator(image, progress=False).run(steps=2)
+    with pytest.raises(nt.EmulatorError, match=r"link utilisation needs cycle counts; this "
+                                               r"'functional' run has none: run with mode='cycle'"):
+        r.link_utilisation()
