@@ -24,7 +24,7 @@ logic)::
           | reset "subtract": v' - theta (a second chain, in parallel); v'' = spike ? reset : v'
 
 Measured with YoWASP (yosys 0.70 + nextpnr 0.11; the datapath alone, between registers):
-iCE40UP5K 46 MHz (loihi: 4 SB_MAC16, ~480 LUT4, ~350 flip-flops) / 42 MHz (shift: ~530 LUT4,
+iCE40UP5K 39-41 MHz after routing (loihi: 4 SB_MAC16, ~480 LUT4, ~350 flip-flops) / 42 MHz (shift: ~530 LUT4,
 ~290 flip-flops); ECP5-85F 113 MHz (loihi: 4 MULT18X18D; the multiply stage is the critical one) /
 172 MHz (shift).
 
