@@ -22,6 +22,9 @@ COMMANDS = [
     "neurotile.__main__:doctor",
     "neurotile.compiler.cli:report_cmd",
     "neurotile.hdl.cli:rtl_cmd",
+    "neurotile.emulator.cli:demo_cmd",
+    "neurotile.boards.cli:build_cmd",
+    "neurotile.sim.cli:cosim_cmd",
 ]
 
 

@@ -45,6 +45,11 @@ BACKENDS = ("auto", "numba", "numpy")
 #: Steps per kernel call: bounds the chunk buffers and sets how often progress is reported.
 CHUNK = 256
 
+#: A source gets a dense packet row (see :class:`_Plan`) when its packets number at least
+#: 1 / DENSE_MIN_FILL of the destinations (cores and the host): the row then takes at most twice
+#: the memory of the packet list, and adding it with vector instructions is much faster.
+DENSE_MIN_FILL = 4
+
 _F_BAD_AXON = 1 << FLAGS.index("bad_axon")
 _F_BAD_ROUTE = 1 << FLAGS.index("bad_route")
 
@@ -84,9 +89,14 @@ def _wrap(x, bits):
 
 
 class _Plan:
-    """The per-source tables of one image for ``P`` destination partitions (see module doc)."""
+    """The per-source tables of one image for ``P`` destination partitions (see module doc).
 
-    def __init__(self, tables, P):
+    ``fast``: the layouts of the numba kernel (dense packet rows for sources that reach many
+    destinations, targets and one value for groups of synapses that add the same value); the
+    numpy backend reads packet lists and one word per synapse.
+    """
+
+    def __init__(self, tables, P, fast=False):
         tb = tables
         a = tb.arch
         C, N, D = tb.n_cores, tb.N, tb.D
@@ -114,9 +124,15 @@ class _Plan:
         self.subtract = a.reset_mode == "subtract"
         self.vth6 = tb.vth.ravel()[act] << a.VTH_SHIFT
         self.bias = tb.bias_mant.ravel()[act] << tb.bias_exp.ravel()[act]
+        if not self.loihi:
+            # (shift amounts are 0..23; beyond 63 an int64 shift gives what 63 gives)
+            self.fu, self.fv = np.minimum(self.fu, 63), np.minimum(self.fv, 63)
         for f in ("fu", "fv", "vth6", "bias"):
-            setattr(self, f, np.ascontiguousarray(getattr(self, f), np.int64))
-        self.n_neurons = tb.n_neurons.copy()
+            x = getattr(self, f)
+            fits = not x.size or (x.min() >= -(1 << 31) and x.max() < 1 << 31)
+            setattr(self, f, np.ascontiguousarray(x, np.int32 if fits else np.int64))
+        self.n_neurons = tb.n_neurons.astype(np.int64)
+        self.core_j0 = (np.cumsum(self.n_neurons) - self.n_neurons).astype(np.int64)
 
         # -- every packet of every source, in source order ----------------------------------------
         # Neuron sources: their fan-out lists (only neurons in use ever fire).
@@ -161,18 +177,16 @@ class _Plan:
 
         # -- partitions: destination cores split into P sets of about equal synapse load ----------
         P = max(1, min(int(P), C))
+        C1 = C + 1
         load = np.bincount(dcore[ok], weights=pk_nsyn[ok], minlength=C) + 1.0
         cum = np.cumsum(load)
         # (non-decreasing in core order, since every load is positive: contiguous core ranges)
         part_of_core = np.minimum((cum - load) * P // cum[-1], P - 1).astype(np.int64)
-        part_of_dest = np.append(part_of_core, 0)                     # the host column: part 0
+        part_of_dest = np.append(part_of_core, P - 1)                 # the host column: last part
         self.P = P
-        order = np.argsort(part_of_dest, kind="stable")
-        self.part_dests = order.astype(np.int32)
-        self.part_dest_ptr = np.searchsorted(part_of_dest[order], np.arange(P + 1)).astype(np.int64)
-        # Neuron updates: the same core split.
-        self.act_ptr = np.searchsorted(part_of_core[self.act_core],
-                                       np.arange(P + 1)).astype(np.int64)
+        # Part p owns the destination columns part_dlo[p] .. part_dhi[p] - 1 (cores, then C).
+        self.part_dlo = np.searchsorted(part_of_dest, np.arange(P)).astype(np.int64)
+        self.part_dhi = np.append(self.part_dlo[1:], C1).astype(np.int64)
 
         # Packets that would leave the mesh (a corrupt image): their transfers up to the edge.
         self.xl_ptr, self.xl_link, self.xl_cnt = self._off_mesh_links(
@@ -181,23 +195,63 @@ class _Plan:
 
         # Packets routed to a core or to the host, grouped by (partition, source).
         routed = np.flatnonzero(~off_mesh)
-        pkey = part_of_dest[dest[routed]] * S + pk_src[routed]
+        r_src = pk_src[routed]
         del pk_src, off_mesh
+        pkey = part_of_dest[dest[routed]] * S + r_src
         pk_order = np.argsort(pkey, kind="stable")
         porder = routed[pk_order]
         pkey = pkey[pk_order]
-        del routed, pk_order
+        del pk_order
+
+        # Dense sources: those whose packets reach a good part of the destinations (most neurons
+        # of a randomly connected network) keep a row over all destinations of packed counts
+        # ``packets << 8 | synapses``, which the kernel adds with vector instructions (and, per
+        # part, the packets towards each destination column); the others keep a list of words.
+        npk_src = np.bincount(r_src, minlength=S)
+        cand = np.zeros(S, bool) if not fast else npk_src * DENSE_MIN_FILL >= C1
+        if cand.any():
+            sel = cand[r_src]
+            rows = np.cumsum(cand) - 1
+            cell = rows[r_src[sel]] * C1 + dest[routed[sel]]
+            nd = int(cand.sum())
+            dn = np.bincount(cell, minlength=nd * C1).reshape(nd, C1)
+            dsyn = np.bincount(cell, weights=pk_nsyn[routed[sel]],
+                               minlength=nd * C1).reshape(nd, C1)
+            fits = (dn.max(axis=1) < 256) & (dsyn.max(axis=1) < 256) & (255 * (Hm + 1) < 1 << 16)
+            cand[np.flatnonzero(cand)[~fits]] = False
+            dn, dsyn = dn[fits], dsyn[fits].astype(np.int64)
+            del sel, cell
+        else:
+            dn = dsyn = np.zeros((0, C1), np.int64)
+        nd = dn.shape[0]
+        self.n_dense = nd
+        self.drow = np.where(cand, np.cumsum(cand) - 1, -1).astype(np.int64)
+        # Row of a dense source: C + 1 words packets << 8 | synapses, then per part the packets
+        # towards each destination column dx (at most 255 * (Hm + 1): 16 bits).
+        self.dense_len = L = C1 + P * W
+        rows = np.zeros((nd, L), np.uint16)
+        rows[:, :C1] = (dn << 8) | dsyn
+        dd = np.append(np.arange(C), 0)            # the host column travels as if to core 0
+        for p in range(P):
+            for x in range(W):
+                cols = np.flatnonzero(dd[self.part_dlo[p]:self.part_dhi[p]] % W == x)
+                if cols.size and nd:
+                    rows[:, C1 + p * W + x] = dn[:, self.part_dlo[p] + cols].sum(axis=1)
+        self.dense_pk = rows.reshape(-1)
+        del dn, dsyn, rows, r_src, routed
+
+        # Sparse sources: one word per packet, synapses << 16 | destination (a core, or C for
+        # the host).
+        sp = np.flatnonzero(~cand[pkey % S])
         self.pk_ptr = np.zeros(P * S + 1, np.int64)
-        np.cumsum(np.bincount(pkey, minlength=P * S), out=self.pk_ptr[1:])
-        # Per packet: its destination (a core, or C for the host) and the synapses it triggers;
-        # the kernel reads one word per packet: synapses << 16 | destination.
+        np.cumsum(np.bincount(pkey[sp], minlength=P * S), out=self.pk_ptr[1:])
         n_max = int(pk_nsyn.max(initial=0))
-        nsyn = pk_nsyn[porder]
-        word = (nsyn << 16) | dest[porder]
+        word = (pk_nsyn[porder[sp]] << 16) | dest[porder[sp]]
         self.pk_word = word.astype(np.uint32 if n_max < 1 << 16 else np.int64)
+        nsyn = pk_nsyn[porder]
         syn0 = pk_syn0[porder]
         pcore = dcore[porder]
-        del word, dest, dcore, pk_syn0, pk_nsyn, porder
+        del word, sp, dest, dcore, pk_syn0, pk_nsyn, porder
 
         # Synapses, grouped like the packets that trigger them and, within a (partition, source),
         # by delay: a group adds into one ring slot, so the inner loop is a plain scatter-add.
@@ -213,37 +267,67 @@ class _Plan:
         tgt = s_core * N + tb.syn_target[sw]
         del s_core
         val = tb.syn_value[sw]
-        small = not val.size or (val.min() >= -(1 << 15) and val.max() < (1 << 15))
-        # The kernel reads one word per synapse: value << 16 | target when both fit 16 bits
-        # (chips of up to 65536 neurons), else value << 32 | target.
-        if NT <= 1 << 16 and small:
-            self.syn_word = ((val << 16) | tgt).astype(np.int32)
-            self.syn_shift = 16
-        else:
-            self.syn_word = ((val << 32) | tgt).astype(np.int64)
-            self.syn_shift = 32
-        del val, tgt
         self.n_synapses = int(sw.size)
+        # Per step the kernel sums synapses and packets per (source row, destination) packed in
+        # one int64 (packets << 32 | synapses): the synapses of a step never reach 2^32.
+        if self.n_synapses >= 1 << 32:   # pragma: no cover - 16 GB of synapse words
+            raise EmulatorError("the functional engine handles fewer than 2^32 synapse words")
         new_grp = np.ones(sw.size, bool)
         new_grp[1:] = (s_key[1:] != s_key[:-1]) | (slot[1:] != slot[:-1])
         starts = np.flatnonzero(new_grp)
         del new_grp
-        self.grp_bound = np.append(starts, sw.size).astype(np.int64)
-        self.grp_slot = slot[starts].astype(np.int64)
-        self.grp_ptr = np.zeros(P * S + 1, np.int64)
-        np.cumsum(np.bincount(s_key[starts], minlength=P * S), out=self.grp_ptr[1:])
-        self.syn_ptr = np.zeros(P * S + 1, np.int64)
-        np.cumsum(np.bincount(s_key, minlength=P * S), out=self.syn_ptr[1:])
-        del sw, s_key, slot, starts
-        big = self.syn_word.nbytes + self.pk_word.nbytes >= PREFETCH_MIN_BYTES
+        G = starts.size
+        # Groups whose synapses all add the same value (a constant weight per projection, one
+        # synapse) keep just their targets and the value once (in the group table); the others
+        # keep one word per synapse: value << 16 | target when both fit 16 bits (chips of up to
+        # 65536 neurons), else value << 32 | target. Only the numba kernel reads the former.
+        if fast and G:
+            uni = np.minimum.reduceat(val, starts) == np.maximum.reduceat(val, starts)
+        else:
+            uni = np.zeros(G, bool)
+        gval = np.where(uni, val[starts] if G else 0, 0)
+        in_uni = np.repeat(uni, np.diff(np.append(starts, sw.size)))
+        w_tgt, w_val = tgt[~in_uni], val[~in_uni]
+        small = not w_val.size or (w_val.min() >= -(1 << 15) and w_val.max() < (1 << 15))
+        if NT <= 1 << 16 and small:
+            self.syn_word = ((w_val << 16) | w_tgt).astype(np.int32)
+            self.syn_shift = 16
+        else:
+            self.syn_word = ((w_val << 32) | w_tgt).astype(np.int64)
+            self.syn_shift = 32
+        self.syn_tgt = tgt[in_uni].astype(np.uint16 if NT <= 1 << 16 else np.uint32)
+        del val, tgt, w_tgt, w_val
+        # The group table, flat: per group (slot, value of a uniform group, start of its words,
+        # start of its targets); a last row holds the ends.
+        cnt = np.diff(np.append(starts, sw.size))
+        grp = np.zeros((G + 1, 4), np.int64)
+        grp[:G, 0] = slot[starts]
+        grp[:G, 1] = gval
+        np.cumsum(np.where(uni, 0, cnt), out=grp[1:, 2])
+        np.cumsum(np.where(uni, cnt, 0), out=grp[1:, 3])
+        self.grp = grp.reshape(-1)
+        del in_uni, gval, cnt, grp, uni
+        grp_ptr = np.zeros(P * S + 1, np.int64)
+        np.cumsum(np.bincount(s_key[starts], minlength=P * S), out=grp_ptr[1:])
+        # Per (partition, source): the first of its groups and of its packet words, side by side
+        # (one cache line for both ranges).
+        self.hdr = np.stack([grp_ptr, self.pk_ptr], axis=1).reshape(-1)
+        if not fast:            # the numpy backend: every synapse's word, per (part, source)
+            self.syn_ptr = np.zeros(P * S + 1, np.int64)
+            np.cumsum(np.bincount(s_key, minlength=P * S), out=self.syn_ptr[1:])
+        del grp_ptr, sw, s_key, slot, starts
+        big = self.syn_word.nbytes + self.syn_tgt.nbytes + self.pk_word.nbytes \
+            + self.dense_pk.nbytes >= PREFETCH_MIN_BYTES
         self.prefetch = PREFETCH_AHEAD if big else 0
 
         # Per destination (C: the host, routed as to core (0, 0)): its column dx, and the index
         # dx * Hm * Hm + dy of its column path counts (plus sy * Hm for the source row).
-        dd = np.append(np.arange(C), 0)
         self.dest_dx = (dd % W).astype(np.int64)
         self.dest_v = ((dd % W) * Hm * Hm + dd // W).astype(np.int64)
-        self.dest_sy = ((np.arange(C) // W) * Hm).astype(np.int64)
+        # Per source core: its row of the per-step (source row, destination) sums, and its
+        # (sy * W + sx) * W offset into the row path counts.
+        self.core_rowb = ((np.arange(C) // W) * C1).astype(np.int64)
+        self.core_hb = (np.arange(C) * W).astype(np.int64)
 
     def _off_mesh_links(self, src, frm, dx, dy):
         """Per source, the link transfers of its packets that are discarded at the mesh edge.
@@ -389,72 +473,85 @@ except Exception:   # no numba
     pass
 
 
-def _prefetch_source(q, q2, grp_ptr, grp_bound, syn_word, pk_ptr, pk_word):
-    """Prefetch the header of source entry ``q2`` and the lists of source entry ``q``."""
-    if q2 >= 0:
-        _prefetch(grp_ptr, q2)
-        _prefetch(pk_ptr, q2)
-    if q >= 0:
-        g0 = grp_ptr[q]
-        _prefetch(grp_bound, g0)
-        lo = grp_bound[g0]
-        hi = grp_bound[grp_ptr[q + 1]]
-        step = 64 // syn_word.itemsize
-        for k in range(lo, hi, step):
-            _prefetch(syn_word, k)
-        if hi > lo:
-            _prefetch(syn_word, hi - 1)
-        lo = pk_ptr[q]
-        hi = pk_ptr[q + 1]
-        step = 64 // pk_word.itemsize
-        for k in range(lo, hi, step):
-            _prefetch(pk_word, k)
-        if hi > lo:
-            _prefetch(pk_word, hi - 1)
+def _mesh_links(W, Hm, hcnt, vcnt, link, i):
+    """Router output transfers from path counts; returns the hops (sum of every N E S W output).
+
+    ``hcnt[(sy * W + sx) * W + dx]`` counts the packets from router (sx, sy) to column dx,
+    ``vcnt[(dx * Hm + sy) * Hm + dy]`` those in column dx from row sy to row dy. The E output of
+    router x (in a row) carries the packets with ``sx <= x < dx``: the count across the boundary
+    x | x + 1 changes, from x - 1, by the packets that start at x going east minus those that end
+    at x coming from the west (likewise W, S and N). ``link[i, c * 5 + port]`` is added to.
+    """
+    hops = np.int64(0)
+    for y in range(Hm):
+        e = np.int64(0)
+        for x in range(W - 1):
+            b = (y * W + x) * W
+            for dx in range(x + 1, W):
+                e += hcnt[b + dx]
+            for sx in range(x):
+                e -= hcnt[(y * W + sx) * W + x]
+            link[i, (y * W + x) * 5 + PORT_E] += e
+            hops += e
+        w_ = np.int64(0)
+        for x in range(W - 1, 0, -1):
+            b = (y * W + x) * W
+            for dx in range(x):
+                w_ += hcnt[b + dx]
+            for sx in range(x + 1, W):
+                w_ -= hcnt[(y * W + sx) * W + x]
+            link[i, (y * W + x) * 5 + PORT_W] += w_
+            hops += w_
+    for x in range(W):
+        cb = x * Hm * Hm
+        so = np.int64(0)
+        for y in range(Hm - 1):
+            b = cb + y * Hm
+            for dy in range(y + 1, Hm):
+                so += vcnt[b + dy]
+            for sy in range(y):
+                so -= vcnt[cb + sy * Hm + y]
+            link[i, (y * W + x) * 5 + PORT_S] += so
+            hops += so
+        no = np.int64(0)
+        for y in range(Hm - 1, 0, -1):
+            b = cb + y * Hm
+            for dy in range(y):
+                no += vcnt[b + dy]
+            for sy in range(y + 1, Hm):
+                no -= vcnt[cb + sy * Hm + y]
+            link[i, (y * W + x) * 5 + PORT_N] += no
+            hops += no
+    return hops
 
 
-def _deliver(p, s, t_slot, D, NT, S, ring, grp_ptr, grp_slot, grp_bound, syn_word, syn_shift,
-             pk_ptr, pk_word, krow, K, syn_now):
-    """The SPIKE-phase work of source ``s`` in partition ``p`` (sections 5 and 6)."""
-    q = p * S + s
-    tmask = (np.int64(1) << syn_shift) - 1
-    for gi in range(grp_ptr[q], grp_ptr[q + 1]):
-        slot = t_slot + grp_slot[gi]          # (t + delay) mod D
-        if slot >= D:
-            slot -= D
-        base = slot * NT
-        for k in range(grp_bound[gi], grp_bound[gi + 1]):
-            w = np.int64(syn_word[k])
-            # int32 ring: wraps mod 2^32, a multiple of 2^acc_bits: exact after the read wrap.
-            ring[base + (w & tmask)] += w >> syn_shift
-    for k in range(pk_ptr[q], pk_ptr[q + 1]):
-        w = np.int64(pk_word[k])
-        d = w & 0xFFFF
-        K[krow + d] += 1                             # K[source router, destination]
-        syn_now[d] += w >> 16
-
-
-#: What :func:`_chunk` calls; :func:`_kernel` replaces them by compiled versions.
-_deliver_nb = _deliver
-_prefetch_nb = _prefetch_source
+#: What :func:`_chunk` calls; :func:`_kernel` replaces it by a compiled version.
+_mesh_links_nb = _mesh_links
 
 
 def _chunk(t0, T, D, NT, C, W, Hm, P, S, acc_bits, loihi, subtract,
            ring, u, v,
-           act_g, act_core, act_ptr, fu, fv, vth6, bias,
+           n_neurons, core_j0, fu, fv, vth6, bias,
            ch,
-           grp_ptr, grp_slot, grp_bound, syn_word, syn_shift, pk_ptr, pk_word,
-           part_dests, part_dest_ptr, dest_dx, dest_v, dest_sy, act_npk, ch_npk,
+           hdr, grp, syn_word, syn_shift, syn_tgt, pk_word,
+           drow, dense_pk, dense_len,
+           part_dlo, part_dhi, dest_dx, dest_v, core_rowb, core_hb, act_npk, ch_npk,
            pu_idx, pv_idx, PD,
-           fired, nfired, srcs, K, syn_now, sat_first,
-           o_raster, o_spk, o_pout, o_pin, o_syn, o_hin, o_hout, o_H, o_V,
+           fired, nfired, srcs, spk, acc, hcnt, vcnt, sat_first,
+           rcol, o_raster, o_spk, o_pout, o_pin, o_syn, o_hin, o_hout, o_link, o_hops,
            o_pu, o_pv):
-    """Run steps ``t0 .. t0 + T - 1``; ``o_*`` receive the per-step outputs (zeroed by caller)."""
+    """Run steps ``t0 .. t0 + T - 1``; ``o_*`` receive the per-step outputs (zeroed by caller).
+
+    Scratch (zero on entry, left zero): ``acc [Hm * (C + 1)]``, ``hcnt [P * Hm * W * W]``,
+    ``vcnt [P * W * Hm * Hm]``.
+    """
     N = NT // C
     log2n = 0
     while (1 << log2n) < N:            # N is a power of two: s // N is s >> log2n
         log2n += 1
     C1 = C + 1
+    HW = Hm * W * W
+    VW = W * Hm * Hm
     n_ch = ch.shape[1]
     half = np.int64(1) << (acc_bits - 1)
     amask = (half << 1) - 1
@@ -463,59 +560,69 @@ def _chunk(t0, T, D, NT, C, W, Hm, P, S, acc_bits, loihi, subtract,
     s24 = np.int64(_STATE_HALF)
     m24 = (s24 << 1) - 1
     v_hi = s24 - 1                        # sat24 is symmetric: [-(2^23 - 1), 2^23 - 1]
+    one32 = np.int64(1) << 32
+    lo32 = one32 - 1
+    tmask = (np.int64(1) << syn_shift) - 1
+    syn_step = 64 // syn_word.itemsize        # entries per cache line
+    pk_step = 64 // pk_word.itemsize
+    tgt_step = 64 // syn_tgt.itemsize
     for i in range(T):
         t = t0 + i
         t_slot = t % D
         slot_base = t_slot * NT
-        # UPDATE phase (section 4), cores split into P parts.
+        # UPDATE phase (section 4), cores split into P parts. Per core, one pass over its
+        # neurons without branches (numba vectorises it), then one that collects the spikes.
         for p in prange(P):
             nf = 0
-            for j in range(act_ptr[p], act_ptr[p + 1]):
-                g = act_g[j]
-                r = slot_base + g
-                a = np.int64(ring[r])
-                ring[r] = 0
-                a = ((a + half) & amask) - half   # the acc_bits-wide register's value
-                x = a
-                if x < in_lo:
-                    x = in_lo
-                elif x > in_hi:
-                    x = in_hi
-                if x != a and sat_first[p] < 0:
-                    sat_first[p] = t
-                uu = u[g]
-                vv = v[g]
-                if loihi:
-                    # sign(x) * ((|x| * (4096 - d)) >> 12): rounded toward zero
-                    if uu >= 0:
-                        du_ = (uu * fu[j]) >> _DECAY_SHIFT
+            sat = False
+            sb = p * N
+            for c in range(part_dlo[p], min(part_dhi[p], C)):
+                n = n_neurons[c]
+                g0 = c * N
+                j0 = core_j0[c]
+                rb = slot_base + g0
+                for l in range(n):
+                    ug = np.uint64(g0 + l)
+                    uj = np.uint64(j0 + l)
+                    ur = np.uint64(rb + l)
+                    a = np.int64(ring[ur])
+                    ring[ur] = 0
+                    a = ((a + half) & amask) - half   # the acc_bits-wide register's value
+                    x = min(max(a, in_lo), in_hi)     # sat18
+                    sat |= x != a
+                    uu = np.int64(u[ug])
+                    vv = np.int64(v[ug])
+                    if loihi:
+                        # sign(x) * ((|x| * (4096 - d)) >> 12): rounded toward zero
+                        mu = (abs(uu) * np.int64(fu[uj])) >> _DECAY_SHIFT
+                        mv = (abs(vv) * np.int64(fv[uj])) >> _DECAY_SHIFT
+                        du_ = -mu if uu < 0 else mu
+                        dv_ = -mv if vv < 0 else mv
                     else:
-                        du_ = -(((-uu) * fu[j]) >> _DECAY_SHIFT)
-                    if vv >= 0:
-                        dv_ = (vv * fv[j]) >> _DECAY_SHIFT
-                    else:
-                        dv_ = -(((-vv) * fv[j]) >> _DECAY_SHIFT)
-                else:
-                    du_ = uu - (uu >> fu[j])
-                    dv_ = vv - (vv >> fv[j])
-                un = ((du_ + (x << _ACT_SHIFT) + s24) & m24) - s24    # wrap24
-                vn = dv_ + un + bias[j]
-                if vn > v_hi:                                   # sat24
-                    vn = v_hi
-                elif vn < -v_hi:
-                    vn = -v_hi
-                if vn > vth6[j]:
-                    if subtract:
-                        vn = vn - vth6[j]
-                    else:
-                        vn = 0
-                    fired[p, nf] = g
-                    nf += 1
-                    o_raster[i, g] = True
-                    o_spk[i, act_core[j]] += 1
-                    o_pout[i, act_core[j]] += act_npk[j]
-                u[g] = un
-                v[g] = vn
+                        du_ = uu - (uu >> np.int64(fu[uj]))
+                        dv_ = vv - (vv >> np.int64(fv[uj]))
+                    un = ((du_ + (x << _ACT_SHIFT) + s24) & m24) - s24    # wrap24
+                    vn = min(max(dv_ + un + np.int64(bias[uj]), -v_hi), v_hi)   # sat24
+                    th = np.int64(vth6[uj])
+                    f = vn > th
+                    vr = vn - th if subtract else np.int64(0)
+                    u[ug] = un
+                    v[ug] = vr if f else vn
+                    spk[np.uint64(sb + l)] = f
+                cnt = 0
+                npk = 0
+                for l in range(n):
+                    if spk[np.uint64(sb + l)]:
+                        g = g0 + l
+                        fired[p, nf] = g
+                        nf += 1
+                        o_raster[i, rcol[g]] = True
+                        cnt += 1
+                        npk += act_npk[j0 + l]
+                o_spk[i, c] += cnt
+                o_pout[i, c] += npk
+            if sat and sat_first[p] < 0:
+                sat_first[p] = t
             nfired[p] = nf
         for k in range(pu_idx.size):
             o_pu[i, k] = u[pu_idx[k]]
@@ -535,39 +642,142 @@ def _chunk(t0, T, D, NT, C, W, Hm, P, S, acc_bits, loihi, subtract,
                 o_hin[i] += ch_npk[c]
         for p in prange(P):
             base_q = p * S
-            for j in range(min(PD, n_src)):
-                _prefetch_nb(base_q + srcs[j], -1, grp_ptr, grp_bound, syn_word, pk_ptr, pk_word)
-            for j in range(n_src):
+            dlo = part_dlo[p]
+            dhi = part_dhi[p]
+            hp = p * HW                                # this part's row of hcnt
+            hw = C1 + p * W                            # its column counts in a dense row
+            # (The per-source work is written out here rather than in helper functions: numba
+            # would increment and decrement the reference count of every array argument of an
+            # inlined call, atomically, for every source.)
+            for j in range(-3 * PD, n_src):
+                # Prefetch, in three stages, what the source PD ahead reads: its header 3 * PD
+                # sources ahead, its group rows 2 * PD ahead and its lists PD ahead (scattered
+                # over tens of MB for large networks: each stage waits for the previous one).
+                jn = j + 3 * PD
+                if PD > 0 and jn < n_src:
+                    _prefetch(hdr, 2 * (base_q + srcs[jn]))
+                    _prefetch(drow, srcs[jn])
+                jn = j + 2 * PD
+                if PD > 0 and jn >= 0 and jn < n_src:
+                    qn = 2 * (base_q + srcs[jn])
+                    g0 = 4 * hdr[qn]
+                    g1 = 4 * hdr[qn + 2]
+                    if g1 > g0:
+                        _prefetch(grp, g0)
+                        _prefetch(grp, g1 + 3)
+                jn = j + PD
+                if PD > 0 and jn >= 0 and jn < n_src:
+                    qn = 2 * (base_q + srcs[jn])
+                    g0 = 4 * hdr[qn]
+                    g1 = 4 * hdr[qn + 2]
+                    # (while loops: a range with a step that is not a constant divides)
+                    k = grp[g0 + 2]
+                    hi = grp[g1 + 2]
+                    if hi > k:
+                        _prefetch(syn_word, hi - 1)
+                    while k < hi:
+                        _prefetch(syn_word, k)
+                        k += syn_step
+                    k = grp[g0 + 3]
+                    hi = grp[g1 + 3]
+                    if hi > k:
+                        _prefetch(syn_tgt, hi - 1)
+                    while k < hi:
+                        _prefetch(syn_tgt, k)
+                        k += tgt_step
+                    k = hdr[qn + 1]
+                    hi = hdr[qn + 3]
+                    if hi > k:
+                        _prefetch(pk_word, hi - 1)
+                    while k < hi:
+                        _prefetch(pk_word, k)
+                        k += pk_step
+                    r = drow[srcs[jn]]
+                    if r >= 0:
+                        k = r * dense_len
+                        hi = k + dense_len
+                        _prefetch(dense_pk, hi - 1)
+                        while k < hi:
+                            _prefetch(dense_pk, k)
+                            k += 32
+                if j < 0:
+                    continue
                 s = srcs[j]
-                if PD > 0:
-                    _prefetch_nb(base_q + srcs[j + PD] if j + PD < n_src else -1,
-                                 base_q + srcs[j + 2 * PD] if j + 2 * PD < n_src else -1,
-                                 grp_ptr, grp_bound, syn_word, pk_ptr, pk_word)
-                krow = (s >> log2n) * C1 if s < NT else 0
-                _deliver_nb(p, s, t_slot, D, NT, S, ring, grp_ptr, grp_slot, grp_bound,
-                            syn_word, syn_shift, pk_ptr, pk_word, krow, K, syn_now)
-            # Reduce this part's columns of K into the row/column path counts (lookup tables
-            # instead of divisions: this runs n_cores * (n_cores + 1) times per step).
-            for sc in range(C):
-                row = sc * C1
-                h_row = sc * W                     # (sy * W + sx) * W
-                v_sy = dest_sy[sc]
-                for jd in range(part_dest_ptr[p], part_dest_ptr[p + 1]):
-                    d = part_dests[jd]
-                    k = K[row + d]
-                    if k != 0:
-                        K[row + d] = 0
-                        o_H[i, p, h_row + dest_dx[d]] += k
-                        o_V[i, p, dest_v[d] + v_sy] += k
+                q = base_q + s
+                if s < NT:
+                    sc = s >> log2n
+                    rowb = core_rowb[sc]
+                    hb = hp + core_hb[sc]
+                else:                                  # the host injector: router (0, 0)
+                    rowb = 0
+                    hb = hp
+                # Synapses (section 5), one ring slot per group. Indices are cast to unsigned:
+                # numba then skips the negative-index fix-up.
+                qh = np.uint64(2 * q)
+                for gi in range(4 * hdr[qh], 4 * hdr[qh + np.uint64(2)], 4):
+                    ug = np.uint64(gi)
+                    slot = t_slot + grp[ug]          # (t + delay) mod D
+                    if slot >= D:
+                        slot -= D
+                    base = slot * NT
+                    for k in range(grp[ug + np.uint64(2)], grp[ug + np.uint64(6)]):
+                        w = np.int64(syn_word[np.uint64(k)])
+                        # int32 ring: wraps mod 2^32, a multiple of 2^acc_bits: exact after the
+                        # read wrap.
+                        ring[np.uint64(base + (w & tmask))] += w >> syn_shift
+                    val = grp[ug + np.uint64(1)]
+                    for k in range(grp[ug + np.uint64(3)], grp[ug + np.uint64(7)]):
+                        ring[np.uint64(base + np.int64(syn_tgt[np.uint64(k)]))] += val
+                # Packets (section 6) into acc[rowb + d] (packets << 32 | synapses per source
+                # row and destination d) and hcnt[hb + dx] (from its router to column dx).
+                r = drow[s]
+                if r >= 0:
+                    ab = r * dense_len
+                    for d in range(dlo, dhi):
+                        x = np.int64(dense_pk[np.uint64(ab + d)])
+                        acc[np.uint64(rowb + d)] += ((x >> 8) << 32) + (x & 255)
+                    ab += hw
+                    for x in range(W):
+                        hcnt[np.uint64(hb + x)] += dense_pk[np.uint64(ab + x)]
+                else:
+                    for k in range(hdr[qh + np.uint64(1)], hdr[qh + np.uint64(3)]):
+                        w = np.int64(pk_word[np.uint64(k)])
+                        d = w & 0xFFFF
+                        acc[np.uint64(rowb + d)] += one32 + (w >> 16)
+                        hcnt[np.uint64(hb + dest_dx[np.uint64(d)])] += 1
+            # This part's destination columns of the (source row, destination) sums: packets
+            # in, synapses, the column path counts.
+            vp = p * VW
+            for sy in range(Hm):
+                rb = sy * C1
+                vs = vp + sy * Hm
+                for d in range(dlo, dhi):
+                    x = acc[rb + d]
+                    if x != 0:
+                        acc[rb + d] = 0
+                        k = x >> 32
+                        vcnt[dest_v[d] + vs] += k
                         if d < C:
                             o_pin[i, d] += k
+                            o_syn[i, d] += x & lo32
                         else:
                             o_hout[i] += k
-        # Synapses per destination core.
+        # Router output transfers of the step, from the path counts of every part.
+        for p in range(1, P):
+            for k in range(HW):
+                hcnt[k] += hcnt[p * HW + k]
+                hcnt[p * HW + k] = 0
+            for k in range(VW):
+                vcnt[k] += vcnt[p * VW + k]
+                vcnt[p * VW + k] = 0
+        o_hops[i] = _mesh_links_nb(W, Hm, hcnt, vcnt, o_link, i)
+        for k in range(HW):
+            hcnt[k] = 0
+        for k in range(VW):
+            vcnt[k] = 0
         for d in range(C):
-            o_syn[i, d] = syn_now[d]
-            syn_now[d] = 0
-        syn_now[C] = 0
+            o_link[i, d * 5 + PORT_L] = o_pin[i, d]
+        o_link[i, PORT_W] += o_hout[i]       # the host exit: the W output of router (0, 0)
 
 
 _KERNELS = {}
@@ -581,11 +791,9 @@ def _kernel(parallel):
     fn = _KERNELS.get(parallel)
     if fn is None:
         import numba
-        global _deliver_nb
-        global _prefetch_nb
-        if not isinstance(_deliver_nb, numba.core.registry.CPUDispatcher):
-            _deliver_nb = numba.njit(cache=True, inline="always")(_deliver)
-            _prefetch_nb = numba.njit(cache=True, inline="always")(_prefetch_source)
+        global _mesh_links_nb
+        if not isinstance(_mesh_links_nb, numba.core.registry.CPUDispatcher):
+            _mesh_links_nb = numba.njit(cache=True)(_mesh_links)
         name = "_chunk_parallel" if parallel else "_chunk_serial"
         py = types.FunctionType(_chunk.__code__, _chunk.__globals__, name)
         py.__qualname__ = name
@@ -679,7 +887,8 @@ class FunctionalEngine:
         self.image = image
         self.backend = backend
         tables = ChipTables(image)
-        self.plan = _Plan(tables, int(threads) if backend == "numba" else 1)
+        self.plan = _Plan(tables, int(threads) if backend == "numba" else 1,
+                          fast=backend == "numba")
         # Keep only the small tables: the per-synapse and fan-out ones live on in the plan.
         self._tb = types.SimpleNamespace(
             arch=tables.arch, n_cores=tables.n_cores, N=tables.N, D=tables.D,
@@ -687,6 +896,20 @@ class FunctionalEngine:
             lif=[getattr(tables, f) for f in ("du", "dv", "vth", "bias_mant", "bias_exp")])
         self._pops = {name: (core * tables.N + local)
                       for name, (core, local) in tables.populations.items()}
+        # The engines write the spike raster with the populations' neurons side by side, in
+        # population order (then any other neuron), so that each population's spikes are a
+        # slice of it: ``raster[:, rcol[g]]`` is the spike of neuron g.
+        NT = tables.n_cores * tables.N
+        pop_g = np.concatenate([np.zeros(0, np.int64)] + list(self._pops.values()))
+        self._rcol = np.arange(NT, dtype=np.int64)
+        self._pop_cols = dict(self._pops)
+        if np.unique(pop_g).size == pop_g.size:
+            rest = np.setdiff1d(np.arange(NT), pop_g)
+            self._rcol[np.concatenate([pop_g, rest])] = np.arange(NT)
+            off = 0
+            for name, g in self._pops.items():
+                self._pop_cols[name] = slice(off, off + g.size)
+                off += g.size
         del tables
 
     @property
@@ -768,6 +991,10 @@ class FunctionalEngine:
         ring = ring.astype(np.int32)     # acc_bits <= 32: every wrapped value fits
         u = np.ascontiguousarray(state.u, np.int64).reshape(NT).copy()
         v = np.ascontiguousarray(state.v, np.int64).reshape(NT).copy()
+        if self.backend == "numba" and all(
+                not x.size or (x.min() >= -(1 << 31) and x.max() < 1 << 31) for x in (u, v)):
+            # (24-bit values, as the engines leave them: the kernel then moves half the bytes)
+            u, v = u.astype(np.int32), v.astype(np.int32)
 
         counters = {name: np.zeros((steps, C), np.int64)
                     for name in ("updates", "spikes", "packets_out", "packets_in", "synops")}
@@ -786,24 +1013,32 @@ class FunctionalEngine:
         pv_idx = np.concatenate(pv).astype(np.int64) if pv else np.zeros(0, np.int64)
         flag_first = np.full(4, -1, np.int64)
 
-        step_fn = self._chunk_numba if self.backend == "numba" else self._chunk_numpy
-        bufs = self._buffers(min(CHUNK, steps), pu_idx.size, pv_idx.size)
+        numba_ = self.backend == "numba"
+        step_fn = self._chunk_numba if numba_ else self._chunk_numpy
+        bufs = self._buffers(min(CHUNK, steps), pu_idx.size, pv_idx.size, numba_)
         for c0 in range(0, steps, CHUNK):
             T = min(CHUNK, steps - c0)
+            sl = slice(c0, c0 + T)
             out = {k: buf[:T] for k, buf in bufs.items()}
             for buf in out.values():
                 buf.fill(0)
+            # The per-step counters are written in place (they start at zero).
+            for name in ("spikes", "packets_out", "packets_in", "synops", "host_in", "host_out",
+                         "hops"):
+                out[name] = counters[name][sl]
+            out["link"] = counters["link"][sl].reshape(T, C * 5)
             step_fn(start + c0, ch[c0:c0 + T], ring, u, v, pu_idx, pv_idx, flag_first, out)
-            sl = slice(c0, c0 + T)
-            for name in ("spikes", "packets_out", "packets_in", "synops", "host_in", "host_out"):
-                counters[name][sl] = out[name]
-            link, hops = _links(pl, out["H"].sum(axis=1), out["V"].sum(axis=1),
-                                out["packets_in"], out["host_out"], out["xl"])
-            counters["link"][sl] = link
-            counters["hops"][sl] = hops
+            if not numba_:
+                link, hops = _links(pl, out["H"].sum(axis=1), out["V"].sum(axis=1),
+                                    out["packets_in"], out["host_out"], out["xl"])
+                counters["link"][sl] = link
+                counters["hops"][sl] = hops
+            elif pl.src_flags.any():           # transfers of packets lost at the mesh edge
+                out["link"] += out["xl"]
+                out["hops"] += out["xl"].sum(axis=1)
             raster = out["raster"]
-            for name, g in self._pops.items():
-                spikes[name][sl] = raster[:, g]
+            for name, cols in self._pop_cols.items():
+                spikes[name][sl] = raster[:, cols]
             self._split_probes(out["pu"], pu_keys, probe_out, sl)
             self._split_probes(out["pv"], pv_keys, probe_out, sl)
             if progress is not None:
@@ -829,42 +1064,41 @@ class FunctionalEngine:
             probe_out[key][sl] = data[:, col:col + n]
             col += n
 
-    def _buffers(self, T, n_pu, n_pv):
+    def _buffers(self, T, n_pu, n_pv, numba_):
         pl = self.plan
         C, P = pl.C, pl.P
-        return dict(
-            raster=np.zeros((T, pl.NT), bool),
-            spikes=np.zeros((T, C), np.int64), packets_out=np.zeros((T, C), np.int64),
-            packets_in=np.zeros((T, C), np.int64), synops=np.zeros((T, C), np.int64),
-            host_in=np.zeros(T, np.int64), host_out=np.zeros(T, np.int64),
-            H=np.zeros((T, P, pl.Hm * pl.W * pl.W), np.int64),
-            V=np.zeros((T, P, pl.W * pl.Hm * pl.Hm), np.int64),
-            xl=np.zeros((T, C * 5), np.int64),
-            pu=np.zeros((T, n_pu), np.int64), pv=np.zeros((T, n_pv), np.int64),
-        )
+        b = dict(raster=np.zeros((T, pl.NT), bool), xl=np.zeros((T, C * 5), np.int64),
+                 pu=np.zeros((T, n_pu), np.int64), pv=np.zeros((T, n_pv), np.int64))
+        if not numba_:
+            b["H"] = np.zeros((T, P, pl.Hm * pl.W * pl.W), np.int64)
+            b["V"] = np.zeros((T, P, pl.W * pl.Hm * pl.Hm), np.int64)
+        return b
 
     def _chunk_numba(self, t0, ch, ring, u, v, pu_idx, pv_idx, flag_first, b):
         pl = self.plan
         T = ch.shape[0]
         if not hasattr(self, "_scratch"):
             self._scratch = (np.zeros((pl.P, max(pl.NT, 1)), np.int64), np.zeros(pl.P, np.int64),
-                             np.zeros(max(pl.S, 1), np.int64),
-                             np.zeros(pl.C * (pl.C + 1), np.int32), np.zeros(pl.C + 1, np.int64))
-        fired, nfired, srcs, K, syn_now = self._scratch
+                             np.zeros(max(pl.S, 1), np.int64), np.zeros(pl.P * pl.N, np.uint8),
+                             np.zeros(pl.Hm * (pl.C + 1), np.int64),
+                             np.zeros(pl.P * pl.Hm * pl.W * pl.W, np.int64),
+                             np.zeros(pl.P * pl.W * pl.Hm * pl.Hm, np.int64))
+        fired, nfired, srcs, spk, acc, hcnt, vcnt = self._scratch
         sat_first = np.full(pl.P, -1, np.int64)
         kernel = _kernel(pl.P > 1)
         kernel(t0, T, pl.D, pl.NT, pl.C, pl.W, pl.Hm, pl.P, pl.S, pl.acc_bits, pl.loihi,
                pl.subtract, ring, u, v,
-               pl.act_g, pl.act_core, pl.act_ptr, pl.fu, pl.fv, pl.vth6, pl.bias,
+               pl.n_neurons, pl.core_j0, pl.fu, pl.fv, pl.vth6, pl.bias,
                np.ascontiguousarray(ch),
-               pl.grp_ptr, pl.grp_slot, pl.grp_bound, pl.syn_word, pl.syn_shift,
-               pl.pk_ptr, pl.pk_word,
-               pl.part_dests, pl.part_dest_ptr, pl.dest_dx, pl.dest_v, pl.dest_sy,
+               pl.hdr, pl.grp, pl.syn_word, pl.syn_shift, pl.syn_tgt, pl.pk_word,
+               pl.drow, pl.dense_pk, pl.dense_len,
+               pl.part_dlo, pl.part_dhi, pl.dest_dx, pl.dest_v, pl.core_rowb, pl.core_hb,
                pl.act_npk, pl.ch_npk,
                pu_idx, pv_idx, pl.prefetch,
-               fired, nfired, srcs, K, syn_now, sat_first,
-               b["raster"], b["spikes"], b["packets_out"], b["packets_in"], b["synops"],
-               b["host_in"], b["host_out"], b["H"], b["V"], b["pu"], b["pv"])
+               fired, nfired, srcs, spk, acc, hcnt, vcnt, sat_first,
+               self._rcol, b["raster"], b["spikes"], b["packets_out"], b["packets_in"],
+               b["synops"],
+               b["host_in"], b["host_out"], b["link"], b["hops"], b["pu"], b["pv"])
         self._source_flags(t0, ch, b, flag_first)
         sat = sat_first[sat_first >= 0]
         if sat.size:
@@ -879,7 +1113,8 @@ class FunctionalEngine:
             pl, tb = self.plan, self._tb
             act = pl.act_g.astype(np.int64)
             word = pl.syn_word.astype(np.int64)
-            slot = np.repeat(pl.grp_slot, np.diff(pl.grp_bound))
+            grp = pl.grp.reshape(-1, 4)
+            slot = np.repeat(grp[:-1, 0], np.diff(grp[:, 2]))
             pk = pl.pk_word.astype(np.int64)
             pk_src = np.repeat(np.arange(pl.P * pl.S) % pl.S, np.diff(pl.pk_ptr))
             pk_from = np.where(pk_src < pl.NT, pk_src // pl.N, 0)
@@ -916,7 +1151,7 @@ class FunctionalEngine:
             if np.any(sat):
                 self._first(flag_first, "acc_sat", t)
             g_fired = act[spike]
-            b["raster"][i, g_fired] = True
+            b["raster"][i, self._rcol[g_fired]] = True
             b["spikes"][i] = np.bincount(act_core[spike], minlength=C)
             b["packets_out"][i] = np.bincount(act_core[spike], weights=pl.act_npk[spike],
                                               minlength=C).astype(np.int64)
@@ -953,7 +1188,7 @@ class FunctionalEngine:
         if not flagged.size:
             return
         neuron = flagged < pl.NT
-        fired = np.concatenate([b["raster"][:, flagged[neuron]],
+        fired = np.concatenate([b["raster"][:, self._rcol[flagged[neuron]]],
                                 ch[:, flagged[~neuron] - pl.NT]], axis=1)
         fired_src = np.concatenate([flagged[neuron], flagged[~neuron]])
         for bit in range(len(FLAGS)):

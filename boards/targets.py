@@ -1,0 +1,333 @@
+"""The FPGA boards neurotile builds for: one registry, :data:`TARGETS`.
+
+Each :class:`Target` names the amaranth-boards platform, the architecture profile
+(:data:`neurotile.PROFILES`) its cores use, the device's capacity, the board resources the
+:class:`~neurotile.boards.top.BoardTop` uses (USB-serial UART, LEDs, reset button) and the flow
+that turns the design into a bitstream:
+
+================  ==================  ===========  ==============================================
+target            device              flow         bitstream
+================  ==================  ===========  ==============================================
+``icebreaker``    iCE40UP5K-SG48      ``ice40``    yosys + nextpnr-ice40 + icepack (YoWASP): .bin
+``ulx3s-85f``     LFE5U-85F-6BG381    ``ecp5``     yosys + nextpnr-ecp5 + ecppack (YoWASP): .bit
+``arty-a7-35``    XC7A35T-1LCSG324    ``vivado``   RTL + XDC + Tcl only: needs AMD Vivado
+``tang-nano-9k``  GW1NR-LV9QN88PC6/I5 ``gowin``    RTL + CST + SDC only: needs Gowin EDA (gw_sh)
+================  ==================  ===========  ==============================================
+
+Resource estimates
+------------------
+:func:`estimate` predicts the block RAMs and logic of a chip on a target before any tool runs,
+so the build can start its mesh search at a size that might fit. Block RAMs are counted from the
+memories of the elaborated design itself (every ``Memory`` with its depth, width and ports), each
+mapped onto the target's block RAM shapes the way yosys' ``memory_libmap`` does for a 1R1W
+memory: the cheapest aspect ratio, ``ceil(depth / d) * ceil(width / w)`` blocks. Memories with
+asynchronous reads (the FIFOs) and, on targets with distributed RAM, memories of at most
+``lutram_bits`` bits stay out of block RAM. Logic is a linear model, ``logic_fixed +
+logic_per_core * cores``, calibrated from measured builds (docs/boards.md).
+"""
+
+import dataclasses
+import importlib
+import math
+
+from ..compiler.arch import Arch, PROFILES
+from ..compiler.errors import NeurotileTypeError, NeurotileValueError
+
+__all__ = ["Target", "TARGETS", "get_target", "target_names", "Estimate", "estimate",
+           "design_memories", "blocks_for", "FLOWS", "BoardError"]
+
+
+class BoardError(NeurotileValueError):
+    """A board build that cannot be done: unknown board, mesh too big, missed timing, no tool."""
+
+
+#: Flows: those with ``bitstream=True`` run here with the YoWASP tools from PyPI; the others
+#: write the RTL and constraints for a vendor tool.
+FLOWS = {
+    "ice40": dict(bitstream=True, tool="yosys, nextpnr-ice40 and icepack (YoWASP)"),
+    "ecp5": dict(bitstream=True, tool="yosys, nextpnr-ecp5 and ecppack (YoWASP)"),
+    "vivado": dict(bitstream=False, tool="AMD Vivado (vivado on PATH, or VIVADO_ENV)"),
+    "gowin": dict(bitstream=False, tool="Gowin EDA (gw_sh on PATH, or GOWIN_ENV)"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One board neurotile can be built for.
+
+    Members
+    -------
+    name : str
+        Registry key and ``--board`` value, e.g. ``"ulx3s-85f"``.
+    title : str
+        Board name for people.
+    platform : str
+        ``"module:Class"`` of the amaranth-boards platform (imported on use).
+    device : str
+        FPGA part, for reports.
+    family : str
+        ``"ice40"``, ``"ecp5"``, ``"xilinx7"`` or ``"gowin"``.
+    flow : str
+        A key of :data:`FLOWS`.
+    profile : str
+        Architecture profile of :data:`neurotile.PROFILES` the cores use.
+    capacity : dict
+        Device resources: ``lut`` (logic cells / LUTs), ``ff``, ``bram`` (blocks), ``dsp``.
+    lut_kind, bram_kind : str
+        What one ``lut`` and one ``bram`` is on this device, for reports.
+    bram_shapes : tuple of (depth, width)
+        Aspect ratios of one block RAM (simple dual port).
+    lutram_bits : int
+        Largest memory (bits) expected in distributed RAM or logic instead of block RAM.
+    logic_fixed, logic_per_core : int
+        Logic model of :func:`estimate` (LUTs), calibrated from builds.
+    synth_opts : str
+        Options the build gives ``synth_<family>``.
+    distributed : tuple of str
+        Memories (by name in the design, e.g. ``"mem_neuron_state"``) the build places in
+        distributed (LUT) RAM rather than block RAM, with yosys' ``ram_style`` attribute.
+    uart : (str, int)
+        Resource of the USB-serial UART.
+    leds : ((str, int), (str, int))
+        Heartbeat and error LEDs.
+    reset_button : (str, int) or None
+        Button that resets the chip; ``None`` where the platform's default reset (``default_rst``)
+        already does it.
+    baud : int
+        Default UART baud rate.
+    toolchain : str or None
+        ``toolchain=`` argument of the platform, if not its default.
+    notes : str
+        Board facts worth knowing (printed by ``neurotile build``).
+    """
+
+    name: str
+    title: str
+    platform: str
+    device: str
+    family: str
+    flow: str
+    profile: str
+    capacity: dict
+    lut_kind: str
+    bram_kind: str
+    bram_shapes: tuple
+    lutram_bits: int
+    logic_fixed: int
+    logic_per_core: int
+    synth_opts: str = ""
+    distributed: tuple = ()
+    uart: tuple = ("uart", 0)
+    leds: tuple = (("led", 0), ("led", 1))
+    reset_button: tuple = ("button", 0)
+    baud: int = 115200
+    toolchain: str = None
+    notes: str = ""
+
+    def __post_init__(self):
+        if self.flow not in FLOWS:
+            raise NeurotileValueError(f"Target.flow must be one of {', '.join(FLOWS)}, "
+                                      f"not {self.flow!r}")
+        if self.profile not in PROFILES:
+            raise NeurotileValueError(f"Target.profile must be one of {', '.join(PROFILES)}, "
+                                      f"not {self.profile!r}")
+
+    @property
+    def bitstream(self):
+        """Whether this machine can make the bitstream (YoWASP flows)."""
+        return FLOWS[self.flow]["bitstream"]
+
+    @property
+    def tool(self):
+        return FLOWS[self.flow]["tool"]
+
+    def arch(self, mesh=None):
+        """The target's architecture profile, on ``mesh`` = (w, h) if given."""
+        arch = Arch.profile(self.profile)
+        return arch if mesh is None else arch.with_mesh(*mesh)
+
+    def platform_class(self):
+        """The amaranth-boards platform class (imports amaranth-boards)."""
+        module, _, cls = self.platform.partition(":")
+        try:
+            return getattr(importlib.import_module(module), cls)
+        except ImportError as error:
+            raise BoardError(f"board {self.name!r} needs amaranth-boards ({error}); "
+                             f"pip install 'neurotile[boards]'") from None
+
+    def make_platform(self):
+        """A new instance of the board's platform."""
+        cls = self.platform_class()
+        return cls() if self.toolchain is None else cls(toolchain=self.toolchain)
+
+    @property
+    def clk_hz(self):
+        """Frequency of the board oscillator the design runs from (no PLL)."""
+        return float(self.make_platform().default_clk_frequency)
+
+
+_ECP5_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+#: Every board, by name.
+TARGETS = {t.name: t for t in [
+    Target(
+        name="icebreaker", title="1BitSquared iCEBreaker",
+        platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
+        device="iCE40UP5K-SG48", family="ice40", flow="ice40", profile="ice40up5k",
+        capacity={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8},
+        lut_kind="logic cells (LUT4 + FF)", bram_kind="EBR (4 kbit)",
+        # No distributed RAM: only tiny memories (the 4 x 57-bit profile table, 228 bits) end
+        # in logic; the 128 x 2 neuron_cfg (256 bits) takes an EBR (measured: 27 EBR for 1x1).
+        bram_shapes=((2048, 2), (1024, 4), (512, 8), (256, 16)), lutram_bits=240,
+        # Measured: the 1x1 board design needs 5960 logic cells; the core and its datapath are
+        # about 2600 of them (yosys -noflatten), the host port, chip engine and UART the rest.
+        logic_fixed=3360, logic_per_core=2600,
+        # The neuron datapath's two multipliers (loihi decay) and the host port's go to the
+        # UP5K's SB_MAC16s: 1564 fewer LUTs for the 1x1 chip (measured).
+        synth_opts="-dsp",
+        leds=(("led_g", 0), ("led_r", 0)), reset_button=("button", 0),
+        notes="12 MHz oscillator; FTDI FT2232H channel B is the UART (pins 6/9); user button "
+              "resets the chip; green LED heartbeat, red LED error. The UP5K's 4 SPRAMs are "
+              "unused (future: synapse memory)."),
+    Target(
+        name="ulx3s-85f", title="Radiona ULX3S (LFE5U-85F)",
+        platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
+        device="LFE5U-85F-6BG381C", family="ecp5", flow="ecp5", profile="ecp5-85f",
+        capacity={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
+        lut_kind="LUT4", bram_kind="DP16KD (18 kbit)",
+        # neuron_cfg (384 bits) and the spike queue (896) go to LUT RAM (measured: 17 DP16KD for
+        # 1x1, the estimate's count).
+        bram_shapes=_ECP5_SHAPES, lutram_bits=1024,
+        # Measured TRELLIS_COMB: 5541 (1x1) and 14358 (2x2) with every memory in block RAM, so
+        # 2939 per core; neuron_state in LUT RAM adds 1163 per core (1x1: 6704).
+        logic_fixed=2602, logic_per_core=4102,
+        # neuron_state (128 x 48) in LUT RAM frees 2 of a core's 14 DP16KD, so 16 cores take
+        # 16 x 12 + 3 = 195 of 208 (in block RAM: 227).
+        distributed=("mem_neuron_state",),
+        leds=(("led", 0), ("led", 7)), reset_button=("button_fire", 0),
+        notes="25 MHz oscillator; FTDI FT231X is the UART (M1/L4); FIRE1 resets the chip; LED 0 "
+              "heartbeat, LED 7 error. Programming: openFPGALoader -b ulx3s top.bit."),
+    Target(
+        name="arty-a7-35", title="Digilent Arty A7-35T",
+        platform="amaranth_boards.arty_a7:ArtyA7_35Platform",
+        device="XC7A35TICSG324-1L", family="xilinx7", flow="vivado", profile="ecp5-85f",
+        capacity={"lut": 20800, "ff": 41600, "bram": 100, "dsp": 90},
+        lut_kind="LUT6", bram_kind="RAMB18 (18 kbit)",
+        bram_shapes=_ECP5_SHAPES, lutram_bits=1024,
+        # Not measured (no Vivado here): the ECP5 figures with memories in block RAM, scaled by
+        # 0.7 for 6-input LUTs.
+        logic_fixed=1800, logic_per_core=2050,
+        leds=(("led", 0), ("led", 3)), reset_button=None,
+        notes="100 MHz oscillator; FTDI FT2232HQ channel B is the UART (A9/D10); the red RESET "
+              "button is the platform's default reset; LD4 heartbeat, LD7 error."),
+    Target(
+        name="tang-nano-9k", title="Sipeed Tang Nano 9K",
+        platform="amaranth_boards.tang_nano_9k:TangNano9kPlatform",
+        device="GW1NR-LV9QN88PC6/I5", family="gowin", flow="gowin", profile="ecp5-85f",
+        capacity={"lut": 8640, "ff": 6480, "bram": 26, "dsp": 20},
+        lut_kind="LUT4", bram_kind="BSRAM (18 kbit)",
+        bram_shapes=_ECP5_SHAPES, lutram_bits=1024,
+        # Not measured (no Gowin EDA here): the ECP5 LUT4 figures, memories in block RAM.
+        logic_fixed=2602, logic_per_core=2939,
+        leds=(("led", 0), ("led", 5)), reset_button=("button", 0), toolchain="Gowin",
+        notes="27 MHz oscillator; the BL702 USB bridge is the UART (pins 18/17); S1 resets the "
+              "chip; LED 0 heartbeat, LED 5 error."),
+]}
+
+
+def target_names():
+    return sorted(TARGETS)
+
+
+def get_target(name):
+    """The :class:`Target` called ``name`` (a Target is returned as is).
+
+    Raises
+    ------
+    BoardError
+        No such board; the message lists the known ones.
+    """
+    if isinstance(name, Target):
+        return name
+    if not isinstance(name, str):
+        raise NeurotileTypeError(f"board must be a board name or a Target, not {name!r}")
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise BoardError(f"unknown board {name!r}; known boards: {', '.join(target_names())}") \
+            from None
+
+
+# -- resource estimate -----------------------------------------------------------------------------
+
+def design_memories(elaboratable):
+    """Every memory of an elaborated design: ``(path, depth, width, sync_reads, ports)``.
+
+    The design is elaborated without a platform, so the figures are those of the RTL that
+    synthesis will see (the estimate never keeps a second list of the chip's memories).
+    """
+    from amaranth.hdl import Fragment, Shape
+    from amaranth.hdl._mem import MemoryInstance         # amaranth 0.5: the elaborated Memory
+
+    out = []
+
+    def walk(frag, path):
+        if isinstance(frag, MemoryInstance):
+            data = frag._data
+            sync = all(p._domain != "comb" for p in frag._read_ports)
+            ports = len(frag._read_ports) + len(frag._write_ports)
+            out.append((path, data.depth, Shape.cast(data.shape).width, sync, ports))
+        for sub, name, _ in frag.subfragments:
+            walk(sub, f"{path}/{name}" if path else str(name))
+
+    walk(Fragment.get(elaboratable, None), "")
+    return out
+
+
+def blocks_for(depth, width, shapes):
+    """Block RAMs for one 1R1W memory: the best of ``ceil(depth/d) * ceil(width/w)``.
+
+    >>> blocks_for(2048, 20, ((2048, 2), (1024, 4), (512, 8), (256, 16)))
+    10
+    """
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Predicted use of a target by a chip (:func:`estimate`).
+
+    Members
+    -------
+    mesh : (int, int)
+    bram, lut : int
+        Predicted block RAMs and logic (the target's ``bram_kind`` / ``lut_kind``).
+    bram_detail : dict
+        Block RAMs per memory name (summed over cores).
+    """
+
+    mesh: tuple
+    bram: int
+    lut: int
+    bram_detail: dict
+
+    def fits(self, target, logic_margin=1.0):
+        """Block RAMs within the target's, logic within ``logic_margin`` times its capacity."""
+        cap = target.capacity
+        return self.bram <= cap["bram"] and self.lut <= cap["lut"] * logic_margin
+
+
+def estimate(target, arch, *, max_payload=None):
+    """Predict the block RAMs and logic of a chip of ``arch`` on ``target`` (module docstring)."""
+    from ..hdl.chip import Chip
+
+    target = get_target(target)
+    kwargs = {} if max_payload is None else {"max_payload": max_payload}
+    detail = {}
+    for path, depth, width, sync, _ in design_memories(Chip(arch, **kwargs)):
+        name = path.rsplit("/", 1)[-1]
+        if not sync or depth * width <= target.lutram_bits or name in target.distributed:
+            continue
+        detail[name] = detail.get(name, 0) + blocks_for(depth, width, target.bram_shapes)
+    lut = target.logic_fixed + target.logic_per_core * arch.n_cores
+    return Estimate((arch.mesh_w, arch.mesh_h), sum(detail.values()), lut, detail)
