@@ -22,6 +22,9 @@ def __getattr__(name):
     if name == "compile":
         from .compiler.compile import compile
         return compile
+    if name == "sim":
+        import importlib
+        return importlib.import_module(".sim", __name__)
     if name == "Emulator":
         from .emulator import Emulator
         return Emulator

@@ -5,8 +5,9 @@ well under a minute) running a seeded random recurrent network of 3 x 64 LIF neu
 Bernoulli input spikes. The script prints:
 
 - Verilator: simulated clock cycles per second of wall time inside one RUN of ``--steps`` steps
-  (one frame: the chip runs the steps back to back, no host traffic in between), i.e. the raw
-  speed of the Verilator model with its HDL clock;
+  (one frame, no input: the chip runs the steps back to back from the state the co-simulated
+  run left, no host traffic in between), i.e. the raw speed of the Verilator model with its HDL
+  clock;
 - co-simulation: the full ``CosimChip.run`` loop (INJECT, RUN 1, READ_OUTPUT, READ_COUNTERS per
   step, every frame a round trip to the cocotb bridge): steps per second and chip cycles per
   second, and the share of wall time that is Python and socket overhead;
@@ -36,7 +37,7 @@ except ImportError:   # run as a script from a checkout: the repository root is 
 from neurotile.emulator import Emulator, first_divergence  # noqa: E402
 from neurotile.emulator.testing import random_inputs, random_network  # noqa: E402
 from neurotile.sim.build import build_chip, simulator_available  # noqa: E402
-from neurotile.sim.cosim import CosimChip, input_channels  # noqa: E402
+from neurotile.sim.cosim import CosimChip  # noqa: E402
 
 ARCH = nt.Arch(mesh_w=2, mesh_h=2, neurons_per_core=64, profiles_per_core=8, axons_per_core=256,
                synapses_per_core=2048, fanout_per_core=256, max_delay=8, host_in_depth=256,
@@ -84,9 +85,8 @@ def main(argv=None):
         t_cosim = time.perf_counter() - t0
         c1, frames = chip.cycles(), chip.transport.frames - frames0
 
-        # Raw model speed: the same steps again as one RUN frame (state continues; only the
-        # cycle count matters here), inputs of step 0 injected first.
-        _, channels = input_channels(image, inputs, args.steps)
+        # Raw model speed: as many steps again in one RUN frame, without input (the state
+        # continues; only the cycle count matters here).
         c2 = chip.cycles()
         t0 = time.perf_counter()
         chip.client.run(args.steps, timeout=3600)

@@ -8,22 +8,31 @@ and the host port's parameters, and every image compiled for that Arch shares it
 
 Builds are cached in ``cache_dir`` (default ``$NEUROTILE_CACHE/verilator`` or
 ``~/.cache/neurotile/verilator``), one folder per key: the SHA-256 of the generated Verilog, the
-bench, the simulator's version, the cocotb version (its Verilator ``main`` is compiled in) and the
-build flags. A build is made in a private staging folder and renamed into place when complete, so
-concurrent test processes never see half a build; the first one to finish wins.
+bench and its Verilator configuration, the simulator's version, the cocotb version (its Verilator
+``main`` is compiled in), the waveform format and the build flags. A build is made in a private
+staging folder and renamed into place when complete, so concurrent test processes never see half
+a build; the first one to finish wins. Two more caches in the same folder save time:
 
-Verilator builds are made with the ``verilator`` and ``make`` commands that
-``cocotb_tools.runner.Verilator.build`` runs, with three changes, all of which need ``make``
-variables the runner cannot pass:
+* ``verilog/``: the generated Verilog, keyed by the sources it is generated from
+  (:func:`generate_verilog`), so a cached build is found without running Amaranth and yosys;
+* ``runtime-*/``: Verilator's runtime library (``verilated.o``, ``verilated_vpi.o``, ...), which
+  does not depend on the design but is most of a small design's compile time; compiled by the
+  first build of each configuration and copied into the later ones.
+
+Verilator builds run the ``verilator`` and ``make`` commands of
+``cocotb_tools.runner.Verilator.build``, with these changes (several need ``make`` variables that
+the runner cannot pass):
 
 * ``--timing``: the bench's ``always #5 clk = ~clk`` generates the clock inside the model, so no
   Python runs per clock. The PyPI wheel's ``verilated.mk`` was configured without the coroutine
   flag, so ``-std=c++20`` is added.
-* no ``--public-flat-rw``: only the bench's ports are reached from cocotb, and keeping every
-  signal public would cost Verilator most of its optimisations.
-* the C++ optimisation levels ``OPT_FAST`` / ``OPT_SLOW`` / ``OPT_GLOBAL`` (see
-  :data:`VERILATOR_OPT`), and ``CFG_CXXFLAGS_PCH_I=-include``, which the wheel's ``verilated.mk``
-  leaves empty, breaking the precompiled-header rule of parallel builds.
+* no ``--public-flat-rw``: ``sim/cosim_top.vlt`` makes only the bench's host registers public.
+  Every public signal may change at any time, so Verilator would re-evaluate all logic fed by
+  one at every time step; with the whole chip public it also loses most of its optimisations.
+* ``VM_PARALLEL_BUILDS=0`` (the design in one C++ file, no precompiled headers: quicker for these
+  sizes; the wheel's ``verilated.mk`` also lacks the precompiled-header flag, which
+  ``CFG_CXXFLAGS_PCH_I=-include`` supplies should parallel builds be wanted), and the C++
+  optimisation levels of :data:`VERILATOR_OPT`.
 
 Icarus builds (``iverilog``, optional) use the cocotb runner unchanged.
 """
@@ -59,11 +68,12 @@ BENCH = Path(__file__).with_name("cosim_top.v")
 BENCH_VLT = Path(__file__).with_name("cosim_top.vlt")
 #: Its module name (the simulation's top level).
 TOPLEVEL = "cosim_top"
-#: C++ optimisation of the Verilator model: OPT_FAST (the evaluation code, what runs every cycle),
-#: OPT_SLOW (construction, run once) and OPT_GLOBAL (Verilator's runtime library). Measured on a
-#: 2x2 chip of 16-neuron cores (benchmarks/cosim_speed.py reports the figures): -O1 builds as fast
-#: as -Os and simulates faster; -O2 adds build time for little speed.
-VERILATOR_OPT = {"OPT_FAST": "-O1", "OPT_SLOW": "-O0", "OPT_GLOBAL": "-O1"}
+#: C++ optimisation of the Verilator model: OPT_FAST (the design: what runs every cycle) and
+#: OPT_GLOBAL (Verilator's runtime library, compiled once per configuration). Measured with
+#: benchmarks/cosim_speed.py's 2x2 chip of 64-neuron cores on a busy 2-core machine: -O0 builds in
+#: a third of the time but simulates 3x slower (150k cycles/s); -O1, -O2 and -Os build in about
+#: the same time and simulate at 420k, 470k and 465k cycles/s.
+VERILATOR_OPT = {"OPT_FAST": "-O2", "OPT_GLOBAL": "-O1"}
 #: Parallel compile jobs (``make -j``); the machines this runs on have two cores.
 DEFAULT_JOBS = 2
 #: Bumped when the build recipe changes in a way the key would not otherwise see.

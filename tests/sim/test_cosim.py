@@ -301,6 +301,22 @@ def test_a_session_refuses_runs_without_an_image_and_traces_without_a_waveform(c
         CosimChip(ARCHS["2x1"], build=chip.build, waveform="x.fst")
 
 
+def test_a_step_longer_than_the_cycle_limit_is_reported_and_ends_the_session(chips):
+    # The bench gives up on a frame after its cycle limit; the 2x1 chip's steps take more than
+    # the 30 cycles allowed here (U alone is 16 + 6).
+    from neurotile.sim.cosim import CosimChip
+    image, inputs = random_case("2x1", 16, steps=3)
+    with CosimChip(ARCHS["2x1"], step_cycle_limit=0) as chip:
+        chip.load(image)
+        chip.transport.frame_limit = 30
+        with pytest.raises(nt.ToolchainError, match=r"the simulated chip did not answer RUN "
+                                                    r"within 30 cycles: the RTL hangs"):
+            chip.run(inputs, 3)
+        with pytest.raises(nt.ToolchainError, match=r"this co-simulation session is unusable "
+                                                    r"since RUN timed out"):
+            chip.cycles()
+
+
 # -- one-call helpers, report and CLI ----------------------------------------------------------------
 
 def test_compare_with_emulator_reports_bit_exact(chips):
