@@ -42,8 +42,9 @@ from ..compiler.image import ChipImage
 from ..hdl import protocol as P
 from .targets import BoardError, estimate, get_target
 
-__all__ = ["BuildReport", "build", "build_one", "build_plan", "parse_yosys_stat", "parse_nextpnr_log",
-           "candidate_meshes", "BuildFailure", "DoesNotFit", "MissesTiming", "UTILISATION_CELLS"]
+__all__ = ["BuildReport", "build", "build_one", "build_plan", "parse_yosys_stat",
+           "parse_nextpnr_log", "candidate_meshes", "BuildFailure", "DoesNotFit", "MissesTiming",
+           "UTILISATION_CELLS"]
 
 #: nextpnr's cell types behind the report's resource names, per family (yosys cell types for
 #: figures nextpnr does not print: iCE40 flip-flops are inside its logic cells).
@@ -612,7 +613,8 @@ def build(target, mesh=None, image=None, out="build", *, baud=None, max_payload=
         report.search = notes
         return _save(report, out)
     raise DoesNotFit(f"no mesh fits the {target.device} of {target.name}:\n  "
-                     + "\n  ".join(notes))
+                     + "\n  ".join(notes) + "\n(--mesh 1x1 runs the tools on the smallest chip "
+                     "anyway, to measure by how much it misses)")
 
 
 def _lower_first(text):

@@ -46,8 +46,10 @@ class BoardError(NeurotileValueError):
 FLOWS = {
     "ice40": dict(bitstream=True, tool="yosys, nextpnr-ice40 and icepack (YoWASP)"),
     "ecp5": dict(bitstream=True, tool="yosys, nextpnr-ecp5 and ecppack (YoWASP)"),
-    "vivado": dict(bitstream=False, tool="AMD Vivado (vivado on PATH, or VIVADO_ENV)"),
-    "gowin": dict(bitstream=False, tool="Gowin EDA (gw_sh on PATH, or GOWIN_ENV)"),
+    "vivado": dict(bitstream=False, tool="AMD Vivado (vivado on PATH, or AMARANTH_ENV_VIVADO "
+                                         "naming its settings script)"),
+    "gowin": dict(bitstream=False, tool="Gowin EDA (gw_sh on PATH, or AMARANTH_ENV_GOWIN naming "
+                                        "its settings script)"),
 }
 
 

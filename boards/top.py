@@ -143,14 +143,16 @@ class BoardCore(wiring.Component):
                  frame_timeout=DEFAULT_FRAME_TIMEOUT, max_payload=P.DEFAULT_MAX_PAYLOAD,
                  heartbeat_hz=1.0):
         try:
+            if not heartbeat_hz > 0:
+                raise NeurotileValueError(f"heartbeat_hz must be positive, not {heartbeat_hz!r}")
             self.divisor = uart_divisor(clk_hz, baud) if divisor is None else divisor
             self.rx = UARTRx(self.divisor)
             self.tx = UARTTx(self.divisor)
             self.chip = Chip(arch, image, frame_timeout=frame_timeout, max_payload=max_payload)
-            if not heartbeat_hz > 0:
-                raise NeurotileValueError(f"heartbeat_hz must be positive, not {heartbeat_hz!r}")
         except Exception:
-            self._MustUse__silence = True
+            for part in (self, getattr(self, "rx", None), getattr(self, "tx", None)):
+                if part is not None:
+                    part._MustUse__silence = True
             raise
         self.arch = arch
         self.clk_hz = clk_hz

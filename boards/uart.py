@@ -23,7 +23,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..compiler.errors import NeurotileTypeError, NeurotileValueError
 
-__all__ = ["UARTRx", "UARTTx", "uart_divisor", "MIN_DIVISOR", "BAUD_TOLERANCE"]
+__all__ = ["UARTRx", "UARTTx", "uart_divisor", "line_levels", "decode_levels", "MIN_DIVISOR",
+           "BAUD_TOLERANCE"]
 
 #: Smallest clock cycles per bit: the receiver needs a half-bit count of at least 2.
 MIN_DIVISOR = 4
@@ -213,3 +214,66 @@ class UARTTx(wiring.Component):
         with m.Else():
             m.d.sync += [shift.eq(Cat(shift[1:], 1)), left.eq(left - 1), timer.eq(d - 1)]
         return m
+
+
+# -- golden model of the line ----------------------------------------------------------------------
+
+def line_levels(chars, period, *, idle=3, gap=0.0, tail=None):
+    """The line level in every clock cycle while a sender transmits ``chars`` (8N1).
+
+    Parameters
+    ----------
+    chars : iterable of int or (int, int)
+        Bytes, or ``(byte, stop_level)`` pairs (a stop level of 0 makes a framing error).
+    period : float
+        Clock cycles per bit; a fraction models a sender off the receiver's rate (``divisor *
+        1.02`` is 2 % slow). Bit edges fall on the nearest cycle.
+    idle : int
+        Idle (high) cycles before the first start bit.
+    gap : float
+        Idle time between characters, in cycles.
+    tail : int, optional
+        Idle cycles after the last stop bit (default ``2 * period + 4``).
+
+    Returns
+    -------
+    list of int
+    """
+    levels = [1] * idle
+    t = 0.0                                           # start time of the next bit, in cycles
+    for ch in chars:
+        value, stop = (ch, 1) if isinstance(ch, int) else ch
+        bits = [0] + [value >> k & 1 for k in range(8)] + [stop]
+        for level, length in [(b, period) for b in bits] + [(1, gap)]:
+            t += length
+            levels += [level] * (round(t) - (len(levels) - idle))
+    return levels + [1] * (int(2 * period) + 4 if tail is None else tail)
+
+
+def decode_levels(levels, divisor):
+    """The characters on a line (a list of levels per cycle), sampled in the middle of each bit.
+
+    Returns
+    -------
+    (list of int, list of int)
+        The bytes and the cycle of each start edge.
+
+    Raises
+    ------
+    NeurotileValueError
+        A character whose start bit is not low or whose stop bit is not high in its middle.
+    """
+    out, starts, k = [], [], 1
+    while k < len(levels):
+        if levels[k - 1] == 1 and levels[k] == 0:
+            mid = [k + divisor // 2 + divisor * b for b in range(10)]
+            if mid[-1] >= len(levels):
+                break
+            bits = [levels[p] for p in mid]
+            if bits[0] != 0 or bits[9] != 1:
+                raise NeurotileValueError(f"bad character at cycle {k}: bits {bits}")
+            out.append(sum(b << i for i, b in enumerate(bits[1:9])))
+            starts.append(k)
+            k = mid[-1]
+        k += 1
+    return out, starts

@@ -290,6 +290,17 @@ def test_cli_mesh_too_big_says_by_how_much(tmp_path):
             "its memories need 50 EBR (4 kbit), 20 more than the 30 there are") in result.output
 
 
+def test_cli_search_on_the_icebreaker_says_why_no_mesh_fits(tmp_path):
+    # The only candidate is 1x1 (27 of 30 EBRs); its logic is estimated at 3360 + 2600 = 5960
+    # cells (the model calibrated on the measured 1x1 build), over 5280 by more than the 10 %
+    # the search allows for the model's error, so no tool runs.
+    result = CliRunner().invoke(cli.main, ["build", "--board", "icebreaker", "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    assert ("Error: no mesh fits the iCE40UP5K-SG48 of icebreaker:\n  1x1: skipped, the "
+            "estimate needs 27/30 EBR (4 kbit) and ~5960/5280 logic cells (LUT4 + FF)\n"
+            "(--mesh 1x1 runs the tools") in result.output
+
+
 def test_cli_mesh_syntax_and_missing_board():
     result = CliRunner().invoke(cli.main, ["build", "--board", "icebreaker", "--mesh", "4by4"])
     assert result.exit_code == 2 and "must be WIDTHxHEIGHT such as 4x4, not '4by4'" in \

@@ -1,11 +1,12 @@
 """Bit-level tests of the UART (:mod:`neurotile.boards.uart`) in Amaranth's simulator.
 
-The testbench drives the receiver's ``line`` one clock cycle at a time from a waveform that a
-plain-Python sender model computes (:func:`waveform`): each character is a start bit, eight data
-bits LSB first and a stop bit, every bit ``period`` cycles long, where ``period`` may be a
-fraction (``divisor * 1.02`` is a sender 2 % slower than the receiver expects). Expected bytes are
-the ones the model sent; the transmitter is checked the other way round, by sampling its line
-against the same bit layout.
+The testbench drives the receiver's ``line`` one clock cycle at a time from a waveform that the
+plain-Python line model computes (:func:`~neurotile.boards.uart.line_levels`): each character is
+a start bit, eight data bits LSB first and a stop bit, every bit ``period`` cycles long, where
+``period`` may be a fraction (``divisor * 1.02`` is a sender 2 % slower than the receiver
+expects). Expected bytes are the ones the model sent; the transmitter is checked the other way
+round, by sampling its line in the middle of each bit
+(:func:`~neurotile.boards.uart.decode_levels`).
 """
 
 import random
@@ -13,30 +14,9 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from neurotile.boards.uart import MIN_DIVISOR, UARTRx, UARTTx, uart_divisor
+from neurotile.boards.uart import (MIN_DIVISOR, UARTRx, UARTTx, decode_levels, line_levels,
+                                   uart_divisor)
 from neurotile.compiler.errors import NeurotileTypeError, NeurotileValueError
-
-
-def waveform(chars, period, *, idle=3, gap=0.0):
-    """Line level per clock cycle for ``chars``: (byte, stop_level) pairs or plain bytes."""
-    bits = []
-    for ch in chars:
-        value, stop = (ch, 1) if isinstance(ch, int) else ch
-        bits += [0] + [value >> k & 1 for k in range(8)] + [stop]
-        bits.append(("gap", gap))
-    levels = [1] * idle
-    t = 0.0                                        # start time of the next bit, in cycles
-    for b in bits:
-        if isinstance(b, tuple):                   # idle time between characters
-            end = t + b[1]
-            level = 1
-        else:
-            end = t + period
-            level = b
-        while len(levels) - idle < round(end):
-            levels.append(level)
-        t = end
-    return levels + [1] * (2 * int(period) + 4)
 
 
 def run_rx(divisor, levels, *, ready=lambda cycle: True):
@@ -65,14 +45,14 @@ def run_rx(divisor, levels, *, ready=lambda cycle: True):
 @pytest.mark.parametrize("divisor", [MIN_DIVISOR, 7, 16])
 def test_receiver_decodes_start_data_lsb_first_and_stop(divisor):
     data = [0x00, 0xFF, 0x55, 0xAA, 0x01, 0x80, 0xA5, 0x5A]
-    got, errors, overruns = run_rx(divisor, waveform(data, divisor, gap=2 * divisor))
+    got, errors, overruns = run_rx(divisor, line_levels(data, divisor, gap=2 * divisor))
     assert (got, errors, overruns) == (data, 0, 0)
 
 
 @pytest.mark.parametrize("divisor", [MIN_DIVISOR, 16])
 def test_back_to_back_characters_with_no_idle_between_stop_and_start(divisor):
     data = random.Random(divisor).choices(range(256), k=40)
-    assert run_rx(divisor, waveform(data, divisor)) == (data, 0, 0)
+    assert run_rx(divisor, line_levels(data, divisor)) == (data, 0, 0)
 
 
 @pytest.mark.parametrize("divisor", [8, 16])
@@ -81,26 +61,26 @@ def test_sender_two_percent_off_the_nominal_baud_rate_is_received(divisor, skew)
     # 40 back-to-back characters: the slip accumulates only within one character, because each
     # start edge resynchronises the receiver; 2 % of 10 bits is a fifth of a bit.
     data = random.Random(int(skew * 100) + divisor).choices(range(256), k=40)
-    assert run_rx(divisor, waveform(data, divisor * skew)) == (data, 0, 0)
+    assert run_rx(divisor, line_levels(data, divisor * skew)) == (data, 0, 0)
 
 
 def test_low_stop_bit_is_a_framing_error_and_the_character_is_dropped():
     divisor = 8
     # 0x00 with a low stop bit keeps the line low for 10 bits (a break); the receiver waits
     # for the line to go high, then receives the next character normally.
-    levels = waveform([0x41, (0x00, 0), 0x42, (0x7E, 0), 0x43], divisor, gap=3 * divisor)
+    levels = line_levels([0x41, (0x00, 0), 0x42, (0x7E, 0), 0x43], divisor, gap=3 * divisor)
     assert run_rx(divisor, levels) == ([0x41, 0x42, 0x43], 2, 0)
 
 
 def test_a_low_glitch_shorter_than_half_a_bit_is_not_a_start_bit():
     divisor = 16
-    levels = [1] * 5 + [0] * 3 + [1] * 40 + waveform([0x3C], divisor)
+    levels = [1] * 5 + [0] * 3 + [1] * 40 + line_levels([0x3C], divisor)
     assert run_rx(divisor, levels) == ([0x3C], 0, 0)
 
 
 def test_a_character_arriving_while_the_previous_one_waits_is_an_overrun():
     divisor = 6
-    levels = waveform([0x11, 0x22, 0x33], divisor)
+    levels = line_levels([0x11, 0x22, 0x33], divisor)
     # The consumer is not ready until long after the second character: it sees the first, the
     # second is lost (one overrun), the third arrives after the consumer caught up.
     third_start = 3 + 20 * divisor
@@ -108,19 +88,17 @@ def test_a_character_arriving_while_the_previous_one_waits_is_an_overrun():
     assert (got, errors, overruns) == ([0x11, 0x33], 0, 1)
 
 
-def sample_tx(divisor, data, *, ready_gaps=0):
+def sample_tx(divisor, data):
     """Send ``data`` through a UARTTx; return (line levels per cycle, cycles between starts)."""
     dut = UARTTx(divisor)
     levels = []
 
     async def source(ctx):
         for byte in data:
-            if ready_gaps:
-                await ctx.tick().repeat(ready_gaps)
             await stream_put(ctx, dut.data, byte)
 
     async def monitor(ctx):
-        for _ in range(len(data) * (10 * divisor + 1 + ready_gaps) + 5 * divisor):
+        for _ in range(len(data) * (10 * divisor + 1) + 5 * divisor):
             levels.append(ctx.get(dut.line))
             await ctx.tick()
 
@@ -139,30 +117,12 @@ async def stream_put(ctx, port, value):
     ctx.set(port.valid, 0)
 
 
-def decode_line(levels, divisor):
-    """The reference receiver: sample the middle of each bit after every falling edge."""
-    out, k = [], 1
-    starts = []
-    while k < len(levels):
-        if levels[k - 1] == 1 and levels[k] == 0:
-            mid = [k + divisor // 2 + divisor * b for b in range(10)]
-            if mid[-1] >= len(levels):
-                break
-            bits = [levels[p] for p in mid]
-            assert bits[0] == 0 and bits[9] == 1, f"bad frame at cycle {k}: {bits}"
-            out.append(sum(b << i for i, b in enumerate(bits[1:9])))
-            starts.append(k)
-            k = mid[-1]
-        k += 1
-    return out, starts
-
-
 @pytest.mark.parametrize("divisor", [MIN_DIVISOR, 9])
 def test_transmitter_sends_8n1_frames_back_to_back(divisor):
     data = [0x00, 0xFF, 0xA5, 0x01, 0x80, 0x3C]
     levels = sample_tx(divisor, data)
     assert levels[0] == 1                                  # idle high before the first start
-    got, starts = decode_line(levels, divisor)
+    got, starts = decode_levels(levels, divisor)
     assert got == data
     # Each bit lasts exactly `divisor` cycles; the transmitter takes the next character in the
     # cycle after the stop bit, so characters start 10 * divisor + 1 cycles apart.
