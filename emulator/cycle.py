@@ -46,7 +46,8 @@ from ..compiler.errors import EmulatorError, NeurotileTypeError
 from .neuron import lif_update
 from .result import COUNTERS_CHIP, COUNTERS_CYCLE, COUNTERS_PER_CORE, RunResult
 from .state import ChipState
-from .tables import ChipTables
+from .backends import numba_available, resolve_backend  # noqa: F401 (re-exported)
+from .tables import ChipTables, concat_ranges
 
 __all__ = ["CycleEngine", "BACKENDS", "TRACE_KINDS", "TRACE_DTYPE", "numba_available",
            "route_table", "grant_table", "downstream"]
@@ -86,15 +87,6 @@ TRACE_DTYPE = np.dtype([("cycle", np.int64), ("kind", np.int8), ("router", np.in
 _PACKETS_OUT, _PACKETS_IN, _SYNOPS, _FANOUT_BUSY, _SYN_BUSY = range(5)
 # Chip-wide kernel outputs (entries of ``misc``).
 _P_Q, _HOST_IN, _HOST_OUT, _HOPS, _BAD_AXON, _BAD_ROUTE, _N_TRACE = range(7)
-
-
-def numba_available():
-    """Whether numba can be imported (``backend="auto"`` then uses it)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _spike_phase(t, mesh_w, mesh_h, depth, cdepth, D, acc_bits, acc_latency,
@@ -523,17 +515,6 @@ def _encode(arch, host, x, y, index):
     return (host & 1) | (x << _PK_X_SHIFT) | (y << _PK_Y_SHIFT) | (index << _PK_INDEX_SHIFT)
 
 
-def _ranges(base, count):
-    """Concatenation of ``arange(b, b + c)`` for every (b, c), as int64."""
-    base = np.asarray(base, np.int64)
-    count = np.asarray(count, np.int64)
-    total = int(count.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    starts = np.repeat(base - np.concatenate(([0], np.cumsum(count)[:-1])), count)
-    return starts + np.arange(total, dtype=np.int64)
-
-
 def _decode_trace(cycle, kind, router, port, pk):
     out = np.zeros(cycle.size, TRACE_DTYPE)
     out["cycle"] = cycle
@@ -589,14 +570,7 @@ class CycleEngine:
         from ..compiler.image import ChipImage
         if not isinstance(image, ChipImage):
             raise NeurotileTypeError(f"image must be an nt.ChipImage, not {type(image).__name__}")
-        if backend not in BACKENDS:
-            raise EmulatorError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
-                                f"not {backend!r}")
-        if backend == "auto":
-            backend = "numba" if numba_available() else "python"
-        elif backend == "numba" and not numba_available():
-            raise EmulatorError("backend 'numba' needs numba, which does not import here; "
-                                "install neurotile[fast] or use backend='python'")
+        backend = resolve_backend(backend, BACKENDS, "python")
         self.image = image
         self.backend = backend
         a = self.arch = image.arch
@@ -766,7 +740,7 @@ class CycleEngine:
             np.cumsum(fired, out=spk_off[1:])
             spk_n = np.nonzero(spike)[1].astype(np.int64)   # row-major: core, then increasing n
             ch = np.flatnonzero(channels[k])
-            host_pk = self._in_pk[_ranges(tb.in_base[ch], tb.in_count[ch])] if ch.size else empty
+            host_pk = self._in_pk[concat_ranges(tb.in_base[ch], tb.in_count[ch])] if ch.size else empty
             if trace:
                 n_pk = int(tb.fo_count[spike].sum()) + host_pk.size
                 cap = n_pk * hops_max

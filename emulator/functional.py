@@ -4,26 +4,29 @@ It computes what docs/architecture.md says a step produces (sections 4, 5, 6 and
 simulating clock cycles. Packets are never queued: the result of the SPIKE phase does not depend
 on the order in which packets arrive (accumulators only add, section 5), and every counter that is
 not cycle-level is a sum over the packets of the step, each of which follows a fixed XY path.
-So at construction the image is flattened, once, into per-source tables:
+So at construction the image is flattened, once, into per-source tables (:class:`_Plan`):
 
 - a *source* is a neuron of a core (global index ``core * N + local``) or a host input channel
   (index ``n_cores * N + channel``);
-- for each source, its synapses as (ring offset ``(delay mod D) * n_cores * N + core * N + target``,
-  value ``weight << wexp``), partitioned by destination core so that threads never write the same
-  accumulator;
-- for each source, its packets as words (synapses it triggers, destination core or host); per
-  step they are counted into a matrix ``K[source router, destination]`` from which the
-  router-port counts follow, since every packet between two routers takes the same XY path
-  (:func:`_links`).
+- for each source, its synapses in groups of one delay (one ring slot) each, partitioned by
+  destination core so that threads never write the same accumulator. A group whose synapses all
+  add the same value keeps only their targets (16 bits on chips of up to 65536 neurons) and the
+  value once; the others keep one word per synapse, ``value << 16 | target``;
+- for each source, its packets: a list of words (synapses it triggers, destination core or host)
+  or, for sources that reach many destinations, a dense row of 8-bit packet and synapse counts
+  per destination that the kernel adds with vector instructions.
 
 Per step the engine updates every neuron in use (section 4), then scatter-adds the synapses of
 the neurons that fired and of the input channels that spiked into the accumulator ring. The ring
 is one flat ``int32`` array ``[D * n_cores * N]``: accumulator additions wrap modulo
 ``2^acc_bits`` (section 5) and ``acc_bits <= 32``, so adding in 32-bit two's complement and
-wrapping to ``acc_bits`` when a slot is read is exact.
+wrapping to ``acc_bits`` when a slot is read is exact. The packets of the step are summed per
+(source router row, destination) and per (source router, destination column); every packet
+between two routers takes the same XY path, so the router-port counts follow from these sums
+(:func:`_mesh_links`).
 
 Two backends give identical results: a numba kernel that runs whole chunks of steps in one call
-(optionally with threads that split the cores; it prefetches the lists of the next sources to
+(optionally with threads that split the cores; it prefetches the tables of the next sources to
 fire, which are scattered over tens of MB for large networks), and a pure-numpy fallback.
 """
 
@@ -35,7 +38,8 @@ from ..compiler.arch import Arch
 from ..compiler.errors import EmulatorError, NeurotileTypeError
 from .result import RunResult
 from .state import FLAGS
-from .tables import ChipTables
+from .backends import numba_available, resolve_backend  # noqa: F401 (re-exported)
+from .tables import ChipTables, concat_ranges
 
 __all__ = ["FunctionalEngine", "BACKENDS"]
 
@@ -61,25 +65,6 @@ _STATE_HALF = 1 << (Arch.STATE_BITS - 1)                      # wrap24 / sat24 a
 
 # Router output ports (section 6).
 PORT_N, PORT_E, PORT_S, PORT_W, PORT_L = range(5)
-
-
-def numba_available():
-    """Whether numba imports (the ``numba`` backend needs it)."""
-    try:
-        import numba  # noqa: F401
-    except Exception:   # ImportError, or a numba that fails to initialise
-        return False
-    return True
-
-
-def _expand(starts, lengths):
-    """Concatenated ranges ``starts[i] .. starts[i] + lengths[i] - 1`` (int64)."""
-    lengths = np.asarray(lengths, np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    ends = np.cumsum(lengths)
-    return np.repeat(np.asarray(starts, np.int64) - ends + lengths, lengths) + np.arange(total)
 
 
 def _wrap(x, bits):
@@ -138,10 +123,10 @@ class _Plan:
         # Neuron sources: their fan-out lists (only neurons in use ever fire).
         fo_start = (tb.fo_off[:-1, None] + tb.fo_base).ravel()
         fo_len = np.where(in_use, tb.fo_count, 0).ravel()
-        w_fo = _expand(fo_start, fo_len)
+        w_fo = concat_ranges(fo_start, fo_len)
         src_fo = np.repeat(np.arange(NT), fo_len)
         # Channel sources: the host driver's packet lists.
-        w_in = _expand(tb.in_base, tb.in_count)
+        w_in = concat_ranges(tb.in_base, tb.in_count)
         src_in = NT + np.repeat(np.arange(n_ch), tb.in_count)
         pk_src = np.concatenate([src_fo, src_in]).astype(np.int64)
         pk_host = np.concatenate([tb.fo_host[w_fo], tb.in_pk_host[w_in]]).astype(bool)
@@ -214,15 +199,20 @@ class _Plan:
             rows = np.cumsum(cand) - 1
             cell = rows[r_src[sel]] * C1 + dest[routed[sel]]
             nd = int(cand.sum())
-            dn = np.bincount(cell, minlength=nd * C1).reshape(nd, C1)
-            dsyn = np.bincount(cell, weights=pk_nsyn[routed[sel]],
-                               minlength=nd * C1).reshape(nd, C1)
-            fits = (dn.max(axis=1) < 256) & (dsyn.max(axis=1) < 256) & (255 * (Hm + 1) < 1 << 16)
+            # (as 16-bit counts as soon as they are checked: these are the largest temporaries)
+            x = np.bincount(cell, minlength=nd * C1).reshape(nd, C1)
+            fits = (x.max(axis=1) < 256) & (255 * (Hm + 1) < 1 << 16)
+            dn = x.astype(np.uint16)
+            x = np.bincount(cell, weights=pk_nsyn[routed[sel]], minlength=nd * C1)
+            x = x.reshape(nd, C1)
+            fits &= x.max(axis=1) < 256
+            dsyn = x.astype(np.uint16)
+            del x, sel, cell
             cand[np.flatnonzero(cand)[~fits]] = False
-            dn, dsyn = dn[fits], dsyn[fits].astype(np.int64)
-            del sel, cell
+            if not fits.all():
+                dn, dsyn = dn[fits], dsyn[fits]
         else:
-            dn = dsyn = np.zeros((0, C1), np.int64)
+            dn = dsyn = np.zeros((0, C1), np.uint16)
         nd = dn.shape[0]
         self.n_dense = nd
         self.drow = np.where(cand, np.cumsum(cand) - 1, -1).astype(np.int64)
@@ -236,7 +226,8 @@ class _Plan:
             for x in range(W):
                 cols = np.flatnonzero(dd[self.part_dlo[p]:self.part_dhi[p]] % W == x)
                 if cols.size and nd:
-                    rows[:, C1 + p * W + x] = dn[:, self.part_dlo[p] + cols].sum(axis=1)
+                    rows[:, C1 + p * W + x] = dn[:, self.part_dlo[p] + cols].sum(axis=1,
+                                                                                dtype=np.int64)
         self.dense_pk = rows.reshape(-1)
         del dn, dsyn, rows, r_src, routed
 
@@ -255,7 +246,7 @@ class _Plan:
 
         # Synapses, grouped like the packets that trigger them and, within a (partition, source),
         # by delay: a group adds into one ring slot, so the inner loop is a plain scatter-add.
-        sw = _expand(syn0, nsyn)
+        sw = concat_ranges(syn0, nsyn)
         s_key = np.repeat(pkey, nsyn)
         s_core = np.repeat(pcore, nsyn)
         del syn0, pkey, pcore, nsyn
@@ -386,12 +377,12 @@ def _port_counts(P, n):
 
 
 def _links(plan, H, V, pin, hout, xl):
-    """Router port counts [T, n_cores, 5] and hops [T] of a chunk.
+    """Router port counts [T, n_cores, 5] and hops [T] of a chunk (the numpy backend's).
 
     XY routing sends a packet from router (sx, sy) first along row sy to column dx, then along
-    column dx to row dy. The kernel counts, per step, ``H[sy, sx, dx]`` (packets per row, start
-    and end) and ``V[dx, sy, dy]`` (per column, start and end); host-bound packets count as bound
-    for router (0, 0).
+    column dx to row dy. The numpy backend counts, per step, ``H[sy, sx, dx]`` (packets per row,
+    start and end) and ``V[dx, sy, dy]`` (per column, start and end); host-bound packets count as
+    bound for router (0, 0). (The numba kernel does the same per step, :func:`_mesh_links`.)
 
     Parameters
     ----------
@@ -430,8 +421,9 @@ try:
 except Exception:   # no numba: the kernel is never compiled, the numpy backend runs instead
     prange = range
 
-#: Sources ahead whose tables the kernel prefetches (their headers twice as far ahead), when
-#: the synapse and packet tables exceed PREFETCH_MIN_BYTES (smaller ones stay in the caches).
+#: Sources ahead whose lists the kernel prefetches (their group rows twice, their headers three
+#: times as far ahead), when the synapse and packet tables exceed PREFETCH_MIN_BYTES (smaller ones
+#: stay in the caches).
 PREFETCH_AHEAD = 4
 PREFETCH_MIN_BYTES = 16 << 20
 
@@ -609,17 +601,19 @@ def _chunk(t0, T, D, NT, C, W, Hm, P, S, acc_bits, loihi, subtract,
                     u[ug] = un
                     v[ug] = vr if f else vn
                     spk[np.uint64(sb + l)] = f
-                cnt = 0
-                npk = 0
+                # The spikes, without branches: each neuron is written at the end of the list,
+                # which grows past it only if it fired.
+                nf0 = nf
+                up = np.uint64(p)
                 for l in range(n):
-                    if spk[np.uint64(sb + l)]:
-                        g = g0 + l
-                        fired[p, nf] = g
-                        nf += 1
-                        o_raster[i, rcol[g]] = True
-                        cnt += 1
-                        npk += act_npk[j0 + l]
-                o_spk[i, c] += cnt
+                    fired[up, np.uint64(nf)] = g0 + l
+                    nf += np.int64(spk[np.uint64(sb + l)])
+                npk = 0
+                for k in range(nf0, nf):
+                    g = fired[up, np.uint64(k)]
+                    o_raster[i, rcol[g]] = True
+                    npk += act_npk[j0 + g - g0]
+                o_spk[i, c] += nf - nf0
                 o_pout[i, c] += npk
             if sat and sat_first[p] < 0:
                 sat_first[p] = t
@@ -635,11 +629,13 @@ def _chunk(t0, T, D, NT, C, W, Hm, P, S, acc_bits, loihi, subtract,
             for j in range(nfired[q]):
                 srcs[n_src] = fired[q, j]
                 n_src += 1
-        for c in range(n_ch):
-            if ch[i, c]:
-                srcs[n_src] = NT + c
-                n_src += 1
-                o_hin[i] += ch_npk[c]
+        hin = np.int64(0)
+        for c in range(n_ch):                  # (without branches, like the spikes above)
+            f = np.int64(ch[i, c])
+            srcs[np.uint64(n_src)] = NT + c
+            n_src += f
+            hin += f * ch_npk[c]
+        o_hin[i] += hin
         for p in prange(P):
             base_q = p * S
             dlo = part_dlo[p]
@@ -872,14 +868,7 @@ class FunctionalEngine:
         if not isinstance(image, ChipImage):
             raise NeurotileTypeError(f"FunctionalEngine needs an nt.ChipImage, not "
                                      f"{type(image).__name__}")
-        if backend not in BACKENDS:
-            raise EmulatorError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
-                                f"not {backend!r}")
-        if backend == "auto":
-            backend = "numba" if numba_available() else "numpy"
-        elif backend == "numba" and not numba_available():
-            raise EmulatorError("backend 'numba' needs numba, which does not import here; "
-                                "install neurotile[fast] or use backend='numpy'")
+        backend = resolve_backend(backend, BACKENDS, "numpy")
         if threads is None:
             threads = _auto_threads(image) if backend == "numba" else 1
         if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
@@ -1163,12 +1152,12 @@ class FunctionalEngine:
             srcs = np.concatenate([g_fired, NT + chans])
             if not srcs.size:
                 continue
-            sidx = _expand(pl.syn_ptr[srcs], pl.syn_ptr[srcs + 1] - pl.syn_ptr[srcs])
+            sidx = concat_ranges(pl.syn_ptr[srcs], pl.syn_ptr[srcs + 1] - pl.syn_ptr[srcs])
             if sidx.size:
                 r = nt_["syn_roff"][sidx] + slot_base
                 r[r >= DNT] -= DNT
                 np.add.at(ring, r, nt_["syn_val"][sidx])   # int32: wraps like the kernel
-            pidx = _expand(pl.pk_ptr[srcs], pl.pk_ptr[srcs + 1] - pl.pk_ptr[srcs])
+            pidx = concat_ranges(pl.pk_ptr[srcs], pl.pk_ptr[srcs + 1] - pl.pk_ptr[srcs])
             K = np.bincount(nt_["pk_k"][pidx], minlength=C * (C + 1)).reshape(C, C + 1).T
             b["synops"][i] = np.bincount(nt_["pk_d"][pidx], weights=nt_["pk_n"][pidx],
                                          minlength=C + 1)[:C].astype(np.int64)

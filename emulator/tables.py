@@ -7,7 +7,18 @@ fields inside a core stay core-local, exactly as the hardware addresses them.
 
 import numpy as np
 
-__all__ = ["ChipTables"]
+__all__ = ["ChipTables", "concat_ranges"]
+
+
+def concat_ranges(starts, lengths):
+    """Concatenated ranges ``starts[i] .. starts[i] + lengths[i] - 1`` (int64): the words of
+    every table entry ``(base, count)`` at once."""
+    lengths = np.asarray(lengths, np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    ends = np.cumsum(lengths)
+    return np.repeat(np.asarray(starts, np.int64) - ends + lengths, lengths) + np.arange(total)
 
 
 def _cat(cores, table, field):

@@ -44,6 +44,7 @@ from ..compiler.image import ChipImage
 from ..compiler.layouts import pack, unpack
 from ..emulator.result import COUNTERS_CHIP, COUNTERS_CYCLE, COUNTERS_PER_CORE, RunResult
 from ..emulator.state import FLAGS
+from ..emulator.tables import concat_ranges
 from ..hdl import protocol as P
 from . import bridge
 from .build import TOPLEVEL, build_chip, trace_format
@@ -73,17 +74,6 @@ def input_channels(image, inputs, steps):
     parser._inputs = {name: int(inp["n"]) for name, inp in image.inputs.items()}
     steps = parser._steps(inputs, steps)
     return steps, parser._channels(inputs, steps)
-
-
-def _ranges(base, count):
-    """Concatenation of ``arange(b, b + c)`` for every (b, c)."""
-    base = np.asarray(base, np.int64)
-    count = np.asarray(count, np.int64)
-    total = int(count.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    starts = np.repeat(base - np.concatenate(([0], np.cumsum(count)[:-1])), count)
-    return starts + np.arange(total, dtype=np.int64)
 
 
 class HostTables:
@@ -128,7 +118,7 @@ class HostTables:
             than ``host_in_depth`` (checked for every step before anything runs).
         """
         steps, channels = input_channels(self.image, inputs, steps)
-        per_step = [self._words[_ranges(self._base[ch], self._count[ch])]
+        per_step = [self._words[concat_ranges(self._base[ch], self._count[ch])]
                     for ch in (np.flatnonzero(row) for row in channels)]
         depth = self.image.arch.host_in_depth
         for k, words in enumerate(per_step):

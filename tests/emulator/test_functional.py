@@ -384,3 +384,46 @@ def test_small_images_run_on_one_thread_by_default():
     assert sum(c.n_synapses for c in image.cores) < THREADS_MIN_SYNAPSES
     assert FunctionalEngine(image).plan.P == 1
     assert FunctionalEngine(image, backend="numpy", threads=2).plan.P == 1   # numpy: no threads
+
+
+@pytest.mark.skipif(not numba_available(), reason="needs numba")
+@pytest.mark.parametrize("mesh,neurons_per_core", [((6, 4), 16), ((16, 16), 512)])
+def test_every_table_layout_of_the_numba_kernel_matches_the_reference(mesh, neurons_per_core):
+    # The numba kernel stores a source's packets as a list or, when it reaches at least a quarter
+    # of the destinations, as a dense row; a group of synapses that add the same value keeps only
+    # its targets; other synapses keep value << 16 | target, or value << 32 | target on chips of
+    # more than 65536 neurons (16 x 16 cores x 512). This network has all of them: "one" fans out
+    # with a constant weight (uniform groups), "few" has random weights; every population is
+    # spread over several cores (8 distinct neuron profiles per core at most), so some sources
+    # reach many destinations (dense rows, on the smaller mesh) and others few (packet lists).
+    rng = np.random.default_rng(5)
+    net = nt.Network()
+    net.input(10, "in")
+    pops = [net.population(40, nt.LIF(du=4095, dv=rng.integers(200, 400, 40), vth=60),
+                           f"p{k}") for k in range(4)]
+    net.connect("in", "p0", rng.integers(-20, 60, (10, 40)) * (rng.random((10, 40)) < 0.6),
+                weight_exp=1)
+    for k, pop in enumerate(pops):
+        if k < 3:                               # (p3 has only "few": it reaches few cores)
+            net.connect(pop, pops[k + 1], np.full((40, 40), 3) * (rng.random((40, 40)) < 0.3),
+                        delay=rng.integers(1, 4, (40, 40)), name=f"one{k}")
+        net.connect(pop, pops[(k + 2) % 4], rng.integers(-30, 30, (40, 40))
+                    * (rng.random((40, 40)) < 0.2), name=f"few{k}")
+    for pop in pops:
+        net.output(pop)
+    arch = nt.Arch(mesh_w=mesh[0], mesh_h=mesh[1], neurons_per_core=neurons_per_core,
+                   profiles_per_core=8, max_delay=4)
+    image = nt.compile(net, arch)
+    plan = FunctionalEngine(image, backend="numba", threads=2).plan
+    n_uniform = int((plan.grp.reshape(-1, 4)[:-1, 1] != 0).sum())
+    n_pk = np.diff(plan.pk_ptr).reshape(plan.P, plan.S).sum(axis=0)[:plan.NT]
+    listed = (n_pk > 0) & (plan.drow[:plan.NT] < 0)
+    assert listed.any(), "packet lists occur"
+    if plan.C < 64:                 # (on the 16 x 16 mesh no source reaches 64 destinations)
+        assert plan.n_dense > 0, "dense rows occur"
+    assert n_uniform > 0 and plan.syn_word.size > 0, "uniform and per-synapse groups both occur"
+    assert plan.syn_shift == (16 if plan.NT <= 1 << 16 else 32)
+    steps = 50
+    ch = channels_of(image, T.random_inputs(net, steps, 0.4, 5), steps)
+    ref = check_all(image, ch, all_probes(image))
+    assert ref.spike_count() > 200 and ref.total("hops") > 0
