@@ -6,8 +6,9 @@
 from .compare import Divergence, first_divergence
 from .emulator import Emulator
 from .energy import EnergyTable, result_energy
+from .inputs import input_channels
 from .result import RunResult
 from .state import ChipState
 
 __all__ = ["Emulator", "RunResult", "first_divergence", "Divergence", "EnergyTable",
-           "result_energy", "ChipState"]
+           "result_energy", "ChipState", "input_channels"]

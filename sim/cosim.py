@@ -44,6 +44,7 @@ from ..compiler.image import ChipImage
 from ..compiler.layouts import pack, unpack
 from ..emulator.result import COUNTERS_CHIP, COUNTERS_CYCLE, COUNTERS_PER_CORE, RunResult
 from ..emulator.state import FLAGS
+from ..emulator.inputs import input_channels
 from ..emulator.tables import concat_ranges
 from ..hdl import protocol as P
 from . import bridge
@@ -57,23 +58,6 @@ __all__ = ["CosimChip", "BridgeTransport", "HostTables", "cosimulate", "compare_
 FRAME_CYCLE_LIMIT = 1 << 22
 #: Seconds to wait for the simulator to start and connect.
 START_TIMEOUT = 300.0
-
-
-def input_channels(image, inputs, steps):
-    """``(steps, channels)``: the input spikes as the emulator reads them.
-
-    ``inputs`` takes every form :meth:`nt.Emulator.run <neurotile.emulator.Emulator.run>` accepts
-    (arrays, spike-time lists, event dicts; missing groups are silent), with the same checks and
-    messages: the emulator's own parser does the work. ``channels`` is a bool array
-    ``[steps, n_channels]``, the image's input groups concatenated in ``image.inputs`` order.
-    """
-    from ..emulator.emulator import Emulator
-
-    parser = Emulator.__new__(Emulator)   # only the argument parsing, without building an engine
-    parser.image = image
-    parser._inputs = {name: int(inp["n"]) for name, inp in image.inputs.items()}
-    steps = parser._steps(inputs, steps)
-    return steps, parser._channels(inputs, steps)
 
 
 class HostTables:

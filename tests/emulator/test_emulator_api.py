@@ -149,9 +149,9 @@ def test_missing_inputs_are_silent_and_steps_come_from_arrays(image):
     (None, -3, r"steps must be at least 1, not -3"),
     (None, 2.0, r"steps must be an int, not 2.0"),
     (None, True, r"steps must be an int, not True"),
-    (None, None, r"run\(\) needs steps=...: it can only be taken from input arrays, and none was "
-                 r"given"),
-    ({"in": [[]] * 8}, None, r"run\(\) needs steps=..."),
+    (None, None, r"steps=\.\.\. is needed: it can only be taken from input arrays, and none "
+                 r"was given"),
+    ({"in": [[]] * 8}, None, r"steps=\.\.\. is needed"),
 ])
 def test_input_errors(image, inputs, steps, message):
     emu = nt.Emulator(image, progress=False)
