@@ -25,8 +25,9 @@ Discretisation (``dt``, ``discretization``)
 A first-order equation ``tau * dx/dt = -x + y`` becomes ``x[t] = a * x[t-1] + (1 - a) * y[t]`` with
 
 - ``discretization="exp"`` (default): ``a = exp(-dt / tau)``, exact for ``y`` held over the step;
-- ``discretization="euler"``: ``a = 1 - dt / tau`` (forward Euler; needs ``dt <= tau``). snnTorch's and
-  Norse's exports (``tau = dt / (1 - beta)``) give back their ``beta`` exactly with this and their ``dt``.
+- ``discretization="euler"``: ``a = 1 - dt / tau`` (forward Euler; needs ``dt <= tau``). snnTorch's exports
+  (``tau = dt / (1 - beta)``, ``dt = 1e-4``) give back its ``beta`` exactly with this and its ``dt``; Norse 1.1.0's
+  (``tau = dt / tau_inv``) with ``dt`` squared (docs/nir.md section 9).
 
 ``tau = 0`` gives ``a = 0`` and ``tau = inf`` gives ``a = 1``. With ``g = 1 - a`` and ``x[t]`` the summed synaptic
 input plus ``b``, the neuron nodes are (:mod:`.float_model` runs exactly this in float):

@@ -572,33 +572,5 @@ def test_readouts_round_trip_as_li(tmp_path):
     assert_same_network(net1, net2)
 
 
-# -- real frameworks (skipped unless installed) ----------------------------------------------------------------------
-
-def test_snntorch_export_imports():
-    torch = pytest.importorskip("torch")
-    snn = pytest.importorskip("snntorch")
-    export = getattr(pytest.importorskip("snntorch.export_nir"), "export_to_nir", None)
-    if export is None:
-        pytest.skip("this snntorch has no export_to_nir")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), snn.Leaky(beta=0.9, init_hidden=True),
-                                torch.nn.Linear(8, 3), snn.Leaky(beta=0.8, init_hidden=True, output=True))
-    graph = export(model, torch.zeros(1, 6))
-    # snnTorch writes tau = dt / (1 - beta) with dt = 1e-4: Euler at that dt gives back beta exactly,
-    # so dv = round(4096 * (1 - beta)): 410 and 819. Its Leaky resets by subtraction.
-    net = nt.from_nir(graph, dt=1e-4, discretization="euler", reset="subtract")
-    assert [p.n for p in net.populations] == [8, 3]
-    assert sorted(int(p.params["dv"][0]) for p in net.populations) == [410, 819]
-    rep = nt.quantization_report(net, steps=50)
-    assert rep.clipped == 0
-
-
-def test_norse_export_imports():
-    torch = pytest.importorskip("torch")
-    norse = pytest.importorskip("norse.torch")
-    if not hasattr(norse, "to_nir"):
-        pytest.skip("this norse has no to_nir")
-    model = norse.SequentialState(torch.nn.Linear(4, 5), norse.LIFBoxCell())
-    graph = norse.to_nir(model, torch.zeros(1, 4))
-    net = nt.from_nir(graph)
-    assert [p.n for p in net.populations] == [5]
+# -- real frameworks ------------------------------------------------------------------------------------------------
+# Graphs exported by snnTorch itself, compared with snnTorch's own spikes: tests/compiler/test_nir_frameworks.py.
