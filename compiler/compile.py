@@ -15,7 +15,8 @@ Pipeline
    that fits (binary search), and the check repeats until every block fits.
 3. **Place.** Blocks go to mesh positions: ``naive`` in row-major order, ``optimized`` by a seeded greedy
    construction plus pairwise-swap local search on the traffic-weighted hop count (see :func:`place`).
-4. **Emit.** Axon, synapse, fan-out and profile tables of every core, the host's input packet lists and output map.
+4. **Emit.** Axon, synapse, fan-out and profile tables of every core, each neuron's initial ``u``, ``v`` (``LIF.u0``,
+   ``LIF.v0``, 0 by default) in its ``neuron_state`` word, the host's input packet lists and output map.
    The image is checked with :meth:`~.image.ChipImage.validate` before it is returned.
 
 Every step is vectorised over synapses with numpy (sorts, ``bincount``, ``searchsorted``); Python loops run over
@@ -110,6 +111,8 @@ class _Flat:
     pop_of_neuron : int64 [N]
     params : int64 [N, 5]
         Profile fields per neuron, in :data:`PROFILE_FIELDS` order.
+    state : dict of "u", "v" to int64 [N]
+        Initial state per neuron (``LIF.u0``, ``LIF.v0``), written to the ``neuron_state`` memories.
     out_of_neuron : int64 [N]
         Output number of each neuron, -1 if its population is not an output.
     src, tgt : int32 [S]
@@ -142,6 +145,7 @@ def _flatten(net, arch):
     f.neuron_of_src[f.src_of_neuron] = np.arange(f.N)
     f.pop_of_neuron = np.repeat(np.arange(len(f.pops)), [p.n for p in f.pops])
     f.params = np.stack([np.concatenate([p.params[k] for p in f.pops]) for k in PROFILE_FIELDS], axis=1)
+    f.state = {k: np.concatenate([p.params[k + "0"] for p in f.pops]) for k in ("u", "v")}
 
     if arch.decay_mode == "shift":
         for p in f.pops:
@@ -741,6 +745,8 @@ def _emit(f, arch, part, pos):
         for i, k in enumerate(PROFILE_FIELDS):
             t["profile"][k][:used.size] = f.params[s + first, i]
         t["neuron_cfg"]["profile"][:e - s] = inverse.ravel()
+        for k in ("u", "v"):
+            t["neuron_state"][k][:e - s] = f.state[k][s:e]      # initial state (LIF u0, v0; 0 by default)
 
     # Axon tables: the axons of block b are part.ax_* [ax_ptr[b] : ax_ptr[b + 1]], numbered from 0 in that order.
     ax_ptr = np.searchsorted(part.ax_blk, np.arange(B + 1))

@@ -22,6 +22,10 @@ LIF_RANGES = {
     "bias_mant": (-(1 << 12), (1 << 12) - 1), "bias_exp": (0, 7),
 }
 
+#: Initial-state ranges (inclusive): ``u0`` is any signed 24-bit value (u wraps like a 24-bit register),
+#: ``v0`` is within v's saturation limits ``+-(2^23 - 1)`` (docs/architecture.md section 4).
+STATE_RANGES = {"u0": (-(1 << 23), (1 << 23) - 1), "v0": (-((1 << 23) - 1), (1 << 23) - 1)}
+
 
 def _as_int_array(value, what):
     """An int64 array from integer-valued input; refuses floats with fractions, NaN, bools."""
@@ -67,6 +71,11 @@ class LIF:
         Signed 13-bit bias mantissa.
     bias_exp : int or array of int
         Bias exponent 0..7.
+    u0, v0 : int or array of int
+        Initial state: the ``u`` and ``v`` the chip image's ``neuron_state`` memory holds before step 0 (and
+        ``Emulator.reset()`` restores). Default 0. ``u0`` is signed 24 bits (``-2^23 .. 2^23 - 1``), ``v0``
+        within v's saturation limits ``-(2^23 - 1) .. 2^23 - 1``. ``nt.from_nir`` sets them to pre-charge
+        populations (docs/nir.md section 4).
     """
 
     du: object = 0
@@ -74,9 +83,11 @@ class LIF:
     vth: object = 100
     bias_mant: object = 0
     bias_exp: object = 0
+    u0: object = 0
+    v0: object = 0
 
     def __post_init__(self):
-        for name, (lo, hi) in LIF_RANGES.items():
+        for name, (lo, hi) in {**LIF_RANGES, **STATE_RANGES}.items():
             arr = _as_int_array(getattr(self, name), f"LIF.{name}")
             if arr.ndim > 1:
                 raise NetworkError(f"LIF.{name} must be a scalar or 1-D, not of shape {arr.shape}")
@@ -86,9 +97,9 @@ class LIF:
             object.__setattr__(self, name, arr)
 
     def params(self, n):
-        """Per-neuron parameter arrays (int64, length ``n``)."""
+        """Per-neuron parameter arrays (int64, length ``n``): the profile fields and ``u0``, ``v0``."""
         out = {}
-        for name in LIF_RANGES:
+        for name in (*LIF_RANGES, *STATE_RANGES):
             arr = getattr(self, name)
             if arr.ndim == 0:
                 arr = np.full(n, int(arr), np.int64)

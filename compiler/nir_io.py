@@ -58,6 +58,16 @@ least one step. ``order`` says how the float model times an edge:
   in the float model; it is refused unless ``nir.Delay`` nodes make up the difference.
 - ``"delayed"`` (Lava's ``Dense``, the chip's own timing): every edge takes one step plus its ``Delay``. No latency.
 
+Pre-charge (``precharge=True``, default): the chip's bias is on from chip step 0, but a population's inputs reach
+it only from chip step ``latency`` (its float step 0). Each neuron therefore starts from an initial chip state
+(``LIF.u0``, ``LIF.v0``, in the image's ``neuron_state`` words) such that after those ``latency`` steps of pre-roll
+its ``v`` is the float ``v_reset`` (chip 0) and, for a CubaLIF bias, its ``u`` is minus the bias's current part
+``bias_u = s G b / (1 - a_syn)``, so that ``u + bias`` rises through ``tau_syn`` as the float current does (at every
+latency, 0 included). :func:`~.quantize.precharge` finds both integers exactly with the chip's own update; where they
+do not fit 24 bits, or the pre-roll would fire the neuron, it falls back and the notes say where. ``precharge=False``
+starts from ``u = v = 0``: the bias then acts ``latency`` steps early and a CubaLIF bias reaches ``v`` at its steady
+state at once (both noted).
+
 Mapping to the chip (docs/architecture.md sections 4 and 5)
 -----------------------------------------------------------
 Each population gets a scale ``s`` (chip ``v`` LSBs per float unit; :mod:`.quantize` chooses it) with chip
@@ -72,8 +82,9 @@ vth            ``round(s (v_threshold - v_reset) / 64)``, compared as ``vth << 6
 bias           ``bias_mant << bias_exp = round(s (g_mem (v_leak - v_reset) + G b / (1 - a_syn)))`` per step
 =============  ===============================================================================================
 
-The bias is exact for LIF and IF; for CubaLIF a constant input reaches ``v`` at once instead of through
-``tau_syn`` (its steady state is kept). Example: ``tau = 10 ms``, ``dt = 1 ms``: ``a = exp(-0.1) = 0.904837``,
+The bias is exact for LIF and IF; for CubaLIF the chip adds its steady state every step and the pre-charged
+``u0 = -bias_u`` (above) restores the rise through ``tau_syn`` (without it a constant input reaches ``v`` at once).
+``u0``, ``v0``: the pre-charge. Example: ``tau = 10 ms``, ``dt = 1 ms``: ``a = exp(-0.1) = 0.904837``,
 ``dv = round(4096 * 0.095163) = 390``.
 
 Export
@@ -83,7 +94,8 @@ Export
 ``w_in = 1 / g_syn`` (so ``G = 1``), ``v_threshold = vth * 64``, ``v_reset = 0``, ``v_leak = bias / g_mem``; a
 projection becomes a ``Linear`` node per distinct delay, with ``W = w * 2**(6 + weight_exp)`` and its
 ``weight_exp`` in ``metadata["neurotile"]`` (a population's ``bias_exp`` likewise, as ``w << e`` and
-``bias_mant << bias_exp`` are not unique), followed by a ``Delay`` of ``(delay - 1) * dt``. The graph's
+``bias_mant << bias_exp`` are not unique; a non-zero initial state ``u0``, ``v0`` likewise, as NIR has no field
+for it), followed by a ``Delay`` of ``(delay - 1) * dt``. The graph's
 ``metadata["neurotile"]`` records dt, reset, order ("delayed"), discretisation and decay mode, which
 :func:`from_nir` takes as its defaults, and ``from_nir(..., quantize=False)`` reads such a graph back exactly.
 """
@@ -634,7 +646,7 @@ class NIRNetwork(Network):
     arch : Arch
         The chip the integers were made for.
     options : dict
-        ``dt``, ``reset``, ``order``, ``discretization``, ``quantize``, ``percentile``.
+        ``dt``, ``reset``, ``order``, ``discretization``, ``quantize``, ``percentile``, ``precharge``.
     names : dict of str to str
         NIR node -> group name (inputs and populations).
     latency : dict of str to int
@@ -925,7 +937,7 @@ def _timing(g, inputs, neurons, pair_maps, order):
 
 
 def from_nir(graph, dt=None, *, reset=None, order=None, discretization=None, weight_bits=None, arch=None,
-             quantize=True, percentile=100.0, scales=None, name=None):
+             quantize=True, percentile=100.0, scales=None, name=None, precharge=True):
     """Import a NIR graph as a chip network.
 
     Parameters
@@ -956,6 +968,13 @@ def from_nir(graph, dt=None, *, reset=None, order=None, discretization=None, wei
         Scale ``s`` per population (group or NIR node name), overriding the quantizer's choice.
     name : str, optional
         Network name (default: the file's stem, or "nir").
+    precharge : bool
+        True (default): every population starts from the initial chip state (``LIF.u0``, ``LIF.v0``) that, after
+        the ``latency`` steps the chip runs it behind the float model, equals the float model's initial state with
+        the bias current's ``tau_syn`` transient included (:func:`~.quantize.precharge`; docs/nir.md section 4).
+        False: the chip starts from ``u = v = 0``; the bias then acts ``latency`` steps early and a CubaLIF's
+        bias reaches ``v`` at its steady state at once (both noted). With ``quantize=False`` an initial state
+        recorded by :func:`to_nir` is taken as it is, whatever this says.
 
     Returns
     -------
@@ -989,6 +1008,8 @@ def from_nir(graph, dt=None, *, reset=None, order=None, discretization=None, wei
         raise NeurotileValueError(f"percentile must be a number in (0, 100], not {percentile!r}")
     if quantize not in (True, False):
         raise NeurotileTypeError(f"quantize must be True or False, not {quantize!r}")
+    if precharge not in (True, False):
+        raise NeurotileTypeError(f"precharge must be True or False, not {precharge!r}")
     dt, reset, order, disc, arch = _options(graph, dt, reset, order, discretization, arch, weight_bits)
     g = _Graph(nir, graph, dt)
     notes = [f"discretisation: dt={dt:g} s per step, {disc} decays, order={order!r}, reset={reset!r}, "
@@ -1013,7 +1034,7 @@ def from_nir(graph, dt=None, *, reset=None, order=None, discretization=None, wei
         fprojs.append(FloatProjection(names[src], names[tgt], m.cols, m.rows, m.vals, m.dly, off,
                                       (src, tgt) in back and order == "sequential"))
     opts = {"dt": dt, "reset": reset, "order": order, "discretization": disc, "quantize": quantize,
-            "percentile": float(percentile)}
+            "percentile": float(percentile), "precharge": precharge}
     fm = FloatModel({names[k]: g.size(k) for k in inputs}, [pops[k] for k in order_list], fprojs, reset, opts)
 
     # -- quantize and build --------------------------------------------------------------------------------
@@ -1041,13 +1062,32 @@ def from_nir(graph, dt=None, *, reset=None, order=None, discretization=None, wei
     for fp in fprojs:
         by_post.setdefault(fp.post, []).append(fp)
     hints = {f"{names[s]}->{names[t]}": min(h) for (s, t), h in pair_hints.items()}
+    fallbacks = {"u_range": [], "v_range": [], "spike": []}
+    recorded, applied = [], {}                  # applied: per population "precharge", "recorded" or "none"
     for nrn in order_list:
         fp = pops[nrn]
         q = quantize_population(fp, by_post.get(fp.name, []), arch, percentile=percentile,
                                 scale=scales.get(fp.name), exact=not quantize, hints=hints,
                                 bias_exp=_meta(g.nodes[nrn]).get("bias_exp"))
         net.quantization[fp.name] = q
-        params = {k: (int(v[0]) if v.size and np.all(v == v[0]) else v) for k, v in q.params.items()}
+        state = _recorded_state(g, nrn, fp.n) if not quantize else None
+        if state is not None:
+            (u0, v0), applied[fp.name] = state, "recorded"
+        elif precharge:
+            u0, v0, fb = _precharge(q.params, lat[nrn], q.bias_u, arch)
+            applied[fp.name] = "precharge"
+            for k, mask in fb.items():
+                if mask.any():
+                    fallbacks[k].append(f"{fp.name} ({int(mask.sum())} of {fp.n})")
+            if fb["u_range"].any():
+                applied[fp.name] = "precharge, u partly dropped"
+        else:
+            u0 = v0 = np.zeros(fp.n, np.int64)
+            applied[fp.name] = "none"
+        if quantize and any(k in _meta(g.nodes[nrn]) for k in ("u0", "v0")):
+            recorded.append(fp.name)
+        params = {k: (int(v[0]) if v.size and np.all(v == v[0]) else v)
+                  for k, v in dict(q.params, u0=u0, v0=v0).items()}
         net.population(fp.n, LIF(**params), name=fp.name)
         net.latency[fp.name] = int(lat[nrn])
         if not fp.spiking:
@@ -1076,6 +1116,29 @@ def from_nir(graph, dt=None, *, reset=None, order=None, discretization=None, wei
             net.output(names[nrn])
 
     # -- notes: what changed ---------------------------------------------------------------------------------
+    pre_u = [names[k] for k in order_list if applied[names[k]].startswith("precharge")
+             and np.any(net.groups[names[k]].params["u0"] != 0)]
+    pre_v = [names[k] for k in order_list if applied[names[k]].startswith("precharge")
+             and np.any(net.groups[names[k]].params["v0"] != 0)]
+    if pre_u or pre_v:
+        notes.append(f"pre-charged initial state (precharge=True): v0 in {pre_v or 'none'} makes up for the steps "
+                     f"the chip integrates the bias before the float model (latency), u0 in {pre_u or 'none'} "
+                     f"for the bias current's rise through tau_syn; after its latency each population is in the "
+                     f"float model's initial state, up to rounding")
+    if fallbacks["u_range"]:
+        notes.append(f"pre-charge of u does not fit 24 bits in {fallbacks['u_range']} (a small a_syn over a long "
+                     f"latency): there u0 = 0 and the bias reaches v at its steady state at once (tau_syn "
+                     f"transient dropped)")
+    if fallbacks["v_range"]:
+        notes.append(f"pre-charge of v does not fit 24 bits in {fallbacks['v_range']}: there v0 = 0 (as without "
+                     f"pre-charge: the bias acts for the latency before the float model's step 0)")
+    if fallbacks["spike"]:
+        notes.append(f"pre-charge of v would fire the neuron before the float model's step 0 in "
+                     f"{fallbacks['spike']} (a bias that moves v by more than the threshold over the latency): "
+                     f"there v0 is the largest that does not fire, and v starts below the float model's")
+    if recorded:
+        notes.append(f"the initial state (u0, v0) recorded in the metadata of {recorded} is in chip units of the "
+                     f"exported network and was not used (quantize=True); import with quantize=False to keep it")
     for nrn in order_list:
         fp = pops[nrn]
         if not fp.spiking:
@@ -1085,15 +1148,16 @@ def from_nir(graph, dt=None, *, reset=None, order=None, discretization=None, wei
             if np.any(fp.a_mem >= 1):
                 notes.append(f"readout {fp.name!r} integrates without leak; its v saturates at +-(2**23 - 1) and "
                              f"could then cross the threshold if driven long enough")
-        if np.any((fp.bias != 0) & (fp.a_syn > 0)):
+        if np.any((fp.bias != 0) & (fp.a_syn > 0)) and applied[fp.name] != "precharge":
             notes.append(f"population {fp.name!r} (nir.{fp.kind}): its constant input b enters v at its steady "
                          f"state G*b/(1 - a_syn) per step, not through the synaptic current (tau_syn transient "
-                         f"dropped)")
+                         f"dropped; {'precharge=False' if applied[fp.name] == 'none' else 'where u0 does not fit'})")
     if order == "sequential" and any(lat.values()):
         shown = {names[k]: int(v) for k, v in lat.items() if k in names and v}
         notes.append(f"order='sequential': the chip runs these populations behind the float model by their depth "
                      f"(steps): {shown}; run_chip() aligns them")
-        with_bias = [names[k] for k in neurons if lat[k] and np.any(_bias_v(pops[k]) != 0)]
+        with_bias = [names[k] for k in neurons if lat[k] and np.any(_bias_v(pops[k]) != 0)
+                     and applied[names[k]] == "none"]
         if with_bias:
             notes.append(f"populations {with_bias} leak or have a bias and a latency > 0: on the chip they start "
                          f"integrating it that many steps before their float counterparts")
@@ -1112,6 +1176,26 @@ def _meta(node):
     meta = getattr(node, "metadata", None)
     meta = meta.get("neurotile") if isinstance(meta, dict) else None
     return meta if isinstance(meta, dict) else {}
+
+
+def _precharge(params, latency, bias_u, arch):
+    from .quantize import precharge
+    return precharge(params, latency, bias_u, arch)
+
+
+def _recorded_state(g, nrn, n):
+    """``(u0, v0)`` recorded by :func:`to_nir` in the node's ``metadata["neurotile"]``, or None."""
+    meta = _meta(g.nodes[nrn])
+    if "u0" not in meta and "v0" not in meta:
+        return None
+    out = []
+    for k in ("u0", "v0"):
+        x = np.asarray(meta.get(k, 0), np.float64).ravel()
+        if x.size not in (1, n) or not np.all(x == np.round(x)):
+            raise NetworkError(f"node {nrn!r}: metadata['neurotile'][{k!r}] must be one integer or {n}, not "
+                               f"{x.tolist()[:4]}")
+        out.append(np.broadcast_to(x, (n,)).astype(np.int64))
+    return tuple(out)
 
 
 def _bias_v(fp):
@@ -1146,10 +1230,11 @@ def to_nir(network, dt=None, *, reset=None, discretization=None, arch=None):
     Returns
     -------
     nir.NIRGraph
-        Populations as ``LIF``, ``IF`` or ``CubaLIF`` (module docstring), projections as ``Linear`` nodes (one
-        per distinct delay, ``weight_exp`` in their metadata) followed by ``Delay`` nodes, outputs as ``Output``
-        nodes named ``<population>_out``. Synapses between the same neurons with the same delay are summed (NIR
-        weights are dense matrices).
+        Populations as ``LIF``, ``IF`` or ``CubaLIF`` (module docstring; a non-zero ``bias_exp``, ``u0`` or ``v0``
+        in their ``metadata["neurotile"]``, chip units), projections as ``Linear`` nodes (one per distinct delay,
+        ``weight_exp`` in their metadata) followed by ``Delay`` nodes, outputs as ``Output`` nodes named
+        ``<population>_out``. Synapses between the same neurons with the same delay are summed (NIR weights are
+        dense matrices). The initial state is metadata only: the float graph starts from ``v = v_reset``.
 
     Raises
     ------
@@ -1228,9 +1313,13 @@ def to_nir(network, dt=None, *, reset=None, discretization=None, arch=None):
                     if readout else nir.CubaLIF(tau_syn=tau_s, tau_mem=tau_m, r=r, v_leak=v_leak, v_threshold=th,
                                                 v_reset=np.zeros(p.n), w_in=w_in)
     for p in network.populations:
-        if np.any(p.params["bias_exp"] != 0):
-            be = p.params["bias_exp"]
-            nodes[p.name].metadata = {"neurotile": {"bias_exp": int(be[0]) if np.all(be == be[0]) else be.copy()}}
+        meta = {}
+        for k in ("bias_exp", "u0", "v0"):
+            x = p.params[k]
+            if np.any(x != 0):
+                meta[k] = int(x[0]) if np.all(x == x[0]) else x.copy()
+        if meta:
+            nodes[p.name].metadata = {"neurotile": meta}
     for proj in network.projections:
         pre, post = proj.pre, proj.post
         base = fresh(proj.name)

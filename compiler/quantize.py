@@ -34,6 +34,9 @@ population is exactly ``+-wmax``. The upper bound ``s_max`` on the scale is the 
   ``97 % of 2**23 - 65``, so the readout's threshold ``(2**17 - 1) << 6 = 2**23 - 64`` is never reached
   (``|v| <= (s * max(pos, neg) / (1 - a_syn') + |B|) / (1 - a_mem')`` with the chip's quantized decays).
 
+:func:`precharge` chooses each neuron's initial chip state ``(u0, v0)`` so that after the population's latency it
+is in the float model's initial state, with the bias current's rise through ``tau_syn`` (docs/nir.md section 4).
+
 When even ``e = 0`` would exceed ``s_max`` the scale is ``s_max`` and the weights do not use their full range (the
 report says which limit set the scale). ``percentile`` below 100 takes that percentile of ``|G * W|`` instead of
 the maximum, so that outlying weights clip (reported) and the rest keep more resolution; ``scales`` sets ``s``
@@ -52,7 +55,7 @@ import numpy as np
 from .errors import NetworkError, NeurotileTypeError, NeurotileValueError
 
 __all__ = ["ParamQuant", "PopulationQuant", "quantize_population", "quantization_report", "QuantizationReport",
-           "LayerAgreement", "ReadoutAgreement", "round_half_away"]
+           "LayerAgreement", "ReadoutAgreement", "round_half_away", "precharge"]
 
 VTH_MAX = (1 << 17) - 1
 BIAS_MANT_MAX = (1 << 12) - 1
@@ -135,6 +138,11 @@ class PopulationQuant:
     weights : dict of str to (int64 array, int)
         Per projection name, the integer weights (one per synapse of the float projection) and its weight_exp.
     records : list of ParamQuant
+    bias_u : float64 array
+        Per neuron, the part of the chip bias that the float model passes through the synaptic current,
+        ``s * G * b / (1 - a_syn)`` (chip units of ``u``; 0 without a constant input ``b``). It is what the chip's
+        ``u`` must start below its steady state by for the bias current to rise through ``tau_syn``
+        (:func:`precharge`).
     """
 
     name: str
@@ -143,6 +151,7 @@ class PopulationQuant:
     params: dict
     weights: dict
     records: list
+    bias_u: np.ndarray = None
 
 
 def _err(name, kind, scale, exp, fl, dq, clipped, unit, note=""):
@@ -377,7 +386,8 @@ def quantize_population(pop, projections, arch, *, percentile=100.0, scale=None,
     bexp = bexp.astype(np.int64)
     note = ""
     if np.any((pop.bias != 0) & (pop.a_syn > 0)):
-        note = "constant input added to v at its steady state (transient of tau_syn not modelled)"
+        note = ("constant input added to v at its steady state; its rise through tau_syn comes from the "
+                "pre-charged u0 (from_nir precharge=True)")
     records.append(_err(f"{pop.name}.bias", "bias", s, int(bexp.max(initial=0)), bias_v,
                         bias_mant * 2.0 ** bexp / s, bclip, "v/step", note))
 
@@ -387,7 +397,143 @@ def quantize_population(pop, projections, arch, *, percentile=100.0, scale=None,
         records.append(_err(f"{pop.name}.{key}", key, 4096.0 if arch.decay_mode == "loihi" else 1.0, None,
                             a, factor, clipped, "decay factor"))
     params = {"du": dec["du"][0], "dv": dec["dv"][0], "vth": vth, "bias_mant": bias_mant, "bias_exp": bexp}
-    return PopulationQuant(pop.name, float(s), limit, params, weights, records)
+    bias_u = s * pop.g_mem * pop.r * i_ss
+    return PopulationQuant(pop.name, float(s), limit, params, weights, records, bias_u)
+
+
+# -- pre-charged initial state --------------------------------------------------------------------------------------
+
+#: A threshold mantissa no v reaches (compared as ``vth << 6 = 2**46``): the pre-roll searches run without resets.
+_NO_SPIKE = 1 << 40
+
+
+def _first_at_least(f, k, lo, hi):
+    """Per neuron the smallest integer ``x`` in ``lo..hi`` with ``f(x) >= k`` (``hi + 1`` if none), for ``f``
+    non-decreasing in ``x``: a vectorised bisection, 25 evaluations of ``f`` for the 24-bit state."""
+    k = np.asarray(k, np.int64)
+    a = np.full(k.shape, lo, np.int64)
+    b = np.full(k.shape, hi + 1, np.int64)
+    while np.any(a < b):
+        m = (a + b) // 2
+        ok = f(np.clip(m, lo, hi)) >= k
+        open_ = a < b
+        b = np.where(open_ & ok, m, b)
+        a = np.where(open_ & ~ok, m + 1, a)
+    return a
+
+
+def _nearest_zero_hitting(f, k, lo, hi):
+    """Per neuron the ``x`` in ``lo..hi`` with ``f(x) == k`` nearest 0, and whether there is one.
+
+    ``f`` is non-decreasing with steps of 0 or 1 (a decay is a contraction with integer rounding, so every integer
+    between ``f(lo)`` and ``f(hi)`` is attained): the ``x`` with ``f(x) == k`` form the interval
+    ``first(f >= k) .. first(f >= k + 1) - 1``, empty exactly when ``k`` is out of reach of the state width.
+    """
+    a = _first_at_least(f, k, lo, hi)
+    b = _first_at_least(f, np.asarray(k, np.int64) + 1, lo, hi) - 1
+    fits = a <= b
+    return np.where(fits, np.clip(0, a, b), 0), fits
+
+
+def precharge(params, latency, bias_u, arch):
+    """The initial chip state that makes up for the pre-roll and the bias current's transient (docs/nir.md, 4).
+
+    The chip runs a population ``latency`` steps behind the float model, with its bias on from chip step 0, while
+    nothing else reaches it before chip step ``latency`` (float step 0): chip steps ``0 .. latency - 1`` are a
+    pre-roll. The initial state ``(u0, v0)`` is chosen so that after the pre-roll the state is the float model's
+    initial state, with the bias current's transient included:
+
+    - ``u`` at float step -1 is ``-bias_u`` (the part of the chip bias the float model passes through the synaptic
+      current; only where the chip's ``u`` decays rather than clears, ``a_syn > 0``), so that the drive
+      ``u + bias`` rises as ``bias_u (1 - a_syn**(t + 1))``, the float current from ``I[-1] = 0``; ``u0`` is the
+      integer whose ``u`` after ``latency`` decays is nearest ``-bias_u`` (at latency 0: ``round(-bias_u)``);
+    - ``v`` at float step -1 is the float ``v_reset``, chip 0: ``v0`` is the integer whose ``v`` after the pre-roll
+      (``u`` decaying from ``u0``, the bias added every step) is 0.
+
+    Both are found with the chip's own integer update (:func:`neurotile.emulator.neuron.lif_update`, the function
+    every engine runs), not by float algebra: the state after ``latency`` steps is non-decreasing in ``u0`` (and in
+    ``v0``) in steps of 0 or 1, so a per-neuron bisection finds the exact integer (of several that hit the target,
+    the one nearest 0). Either decay mode and either reset mode (no reset happens in a pre-roll without spikes).
+
+    Parameters
+    ----------
+    params : dict of str to int64 array [n]
+        ``du``, ``dv``, ``vth``, ``bias_mant``, ``bias_exp`` (:attr:`PopulationQuant.params`).
+    latency : int
+        Pre-roll steps (``NIRNetwork.latency``; 0 with ``order="delayed"``).
+    bias_u : float array [n]
+        :attr:`PopulationQuant.bias_u`.
+    arch : Arch
+        Supplies ``decay_mode`` and ``reset_mode``.
+
+    Returns
+    -------
+    u0, v0 : int64 arrays [n]
+    fallback : dict of str to bool array [n]
+        Neurons that did not get the state described above: ``"u_range"``, the ``u`` pre-charge does not fit 24
+        bits (a small ``a_syn`` and a long latency; ``u0 = 0``, the bias reaches ``v`` at its steady state at once,
+        and ``v0`` is solved with ``u0 = 0``); ``"v_range"``, the ``v`` pre-charge does not fit (``v0 = 0``, as
+        without pre-charge; ``u0`` is kept, it is right whatever ``v`` does); ``"spike"``, the pre-roll would fire
+        the neuron (e.g. a negative bias needing ``v0`` above the threshold): ``v0`` is the largest that does not
+        fire in the pre-roll, so ``v`` starts below the float model's (``u0 = v0 = 0`` if none does). A ``v`` that
+        forgets its start within the pre-roll (``decay_mode="shift"`` with ``dv = 0`` clears it every step) gets
+        ``v0 = 0``: there is nothing to make up, and that is no fallback.
+    """
+    from ..emulator.neuron import STATE_MAX, STATE_MIN, lif_update
+
+    latency = int(latency)
+    prm = {k: np.asarray(params[k], np.int64) for k in ("du", "dv", "vth", "bias_mant", "bias_exp")}
+    bias_u = np.broadcast_to(np.asarray(bias_u, np.float64), prm["du"].shape)
+    # Only neurons with a bias (or a current to pre-charge) have anything to make up: solve for those alone.
+    need = (prm["bias_mant"] != 0) | (bias_u != 0)
+    if not need.all():
+        n_all = prm["du"].size
+        u_s, v_s, fb_s = precharge({k: x[need] for k, x in prm.items()}, latency, bias_u[need], arch)
+        u0, v0 = np.zeros(n_all, np.int64), np.zeros(n_all, np.int64)
+        u0[need], v0[need] = u_s, v_s
+        fallback = {}
+        for k, m in fb_s.items():
+            fallback[k] = np.zeros(n_all, bool)
+            fallback[k][need] = m
+        return u0, v0, fallback
+    n = prm["du"].size
+    modes = {"decay_mode": arch.decay_mode, "reset_mode": arch.reset_mode}
+    zero = np.zeros(n, np.int64)
+
+    def roll(u, v):
+        """``latency`` steps without input and without resets; the state and the largest ``v`` on the way."""
+        u, v = np.asarray(u, np.int64), np.asarray(v, np.int64)
+        vmax = np.full(n, np.iinfo(np.int64).min)
+        for _ in range(latency):
+            u, v, _, _ = lif_update(u, v, zero, prm["du"], prm["dv"], _NO_SPIKE, prm["bias_mant"],
+                                    prm["bias_exp"], **modes)
+            vmax = np.maximum(vmax, v)
+        return u, v, vmax
+
+    # u: only where the chip keeps u from step to step (du = 4095 / shift k = 0 clear it: LIF, IF, LI, I)
+    keeps_u = prm["du"] < 4095 if arch.decay_mode == "loihi" else prm["du"] > 0
+    target = np.where(keeps_u, -np.asarray(bias_u, np.float64), 0.0)
+    k_u = round_half_away(np.clip(target, -2.0 ** 40, 2.0 ** 40)).astype(np.int64)
+    u_lo, u_hi = -(1 << 23), (1 << 23) - 1
+    u0, fits_u = _nearest_zero_hitting(lambda x: roll(x, zero)[0], k_u, u_lo, u_hi)
+    # v: after the pre-roll (u decaying from u0, the bias every step) v is 0, the float v_reset
+    v_of = lambda x: roll(u0, x)[1]                                               # noqa: E731
+    v0, fits_v = _nearest_zero_hitting(v_of, zero, STATE_MIN, STATE_MAX)
+    # a v that forgets its start within the pre-roll (shift k = 0 clears it; dv near 4096) has nothing to make up
+    forgets = v_of(np.full(n, STATE_MIN)) == v_of(np.full(n, STATE_MAX))
+    fits_v |= forgets
+    v0 = np.where(fits_v, v0, 0)
+    # a pre-roll that fires: the largest v0 that does not (firing is monotone in v0 as well)
+    theta = prm["vth"] << arch.VTH_SHIFT
+    fires = roll(u0, v0)[2] > theta
+    if fires.any():
+        first = _first_at_least(lambda x: (roll(u0, x)[2] > theta).astype(np.int64), np.ones(n, np.int64),
+                                STATE_MIN, STATE_MAX)
+        none = fires & (first <= STATE_MIN)
+        v0 = np.where(fires, first - 1, v0)
+        u0, v0 = np.where(none, 0, u0), np.where(none, 0, v0)
+    fallback = {"u_range": ~fits_u, "v_range": ~fits_v, "spike": fires}
+    return u0.astype(np.int64), v0.astype(np.int64), fallback
 
 
 # -- behavioural comparison ---------------------------------------------------------------------------------------

@@ -339,7 +339,7 @@ def network_model(net, arch, inputs, steps=None, probes=()):
     accumulators; a spike (or input spike) of step t through a synapse of delay d adds
     ``weight << weight_exp`` into the ring slot of step ``t + d`` (wrapped to ``acc_bits``), and
     step t's update reads and clears its slot, then applies :func:`.neuron.lif_update`
-    (section 4). The state starts at zero.
+    (section 4). The state starts at each population's ``u0``, ``v0`` (0 unless given).
 
     Parameters
     ----------
@@ -364,7 +364,7 @@ def network_model(net, arch, inputs, steps=None, probes=()):
         steps = next(iter(inputs.values())).shape[0] if inputs else 0
     D = arch.max_delay
     pops = net.populations
-    state = {p.name: {"u": np.zeros(p.n, np.int64), "v": np.zeros(p.n, np.int64),
+    state = {p.name: {"u": p.params["u0"].copy(), "v": p.params["v0"].copy(),
                       "acc": np.zeros((D, p.n), np.int64)} for p in pops}
     spikes = {p.name: np.zeros((steps, p.n), bool) for p in pops}
     out_probes = {f"{name}.{var}": np.zeros((steps, net.groups[name].n), np.int64)

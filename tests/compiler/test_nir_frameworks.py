@@ -310,6 +310,201 @@ def effective_weights(model, proj):
     return e
 
 
+# -- on the chip ------------------------------------------------------------------------------------------------------
+
+def _chip_decay(d, mode, offset):
+    """The chip's decay factor of field value ``d`` (loihi: ``(4096 - d - offset) / 4096``; shift: ``1 - 2**-d``)."""
+    d = np.asarray(d, np.float64)
+    if mode == "loihi":
+        return (4096 - d - offset) / 4096
+    return np.where(d == 0, 0.0, 1 - np.exp2(-d))
+
+
+def guaranteed_until(net, res):
+    """Per spiking population and neuron, the float step up to which the chip must spike exactly as the float model.
+
+    The chip's state after the pre-roll (its latency steps with nothing but the bias, run with the chip's own update
+    from the network's ``u0``, ``v0``) is the start, returned per population as its offsets from the float model's
+    initial state: ``D_v = v`` (chip units, ``V = s (v - v_reset)`` is 0) and ``D_u = u + bias_u`` (the float
+    current less its bias part, ``U = s g_mem r I - bias_u``, is ``-bias_u`` at step -1). The pre-charge makes
+    them 0 and at most 0.5 (the rounding of ``u``). From there the chip follows the float model (docs/nir.md
+    section 5) up to its quantized parameters, whose effect is known and signed, and the decays' integer
+    rounding, which is not. Along the float run, while both
+    spike alike, the chip's ``u`` and ``v`` are ``U + D_u +- R_u`` and ``V + D_v +- R_v`` with
+
+        D_u[t] = f_u D_u[t-1] + (f_u - a_syn) U[t-1] + sum over the synapses active now of (chip weight - s G W)
+        D_v[t] = f_v D_v[t-1] + (f_v - a_mem) V[t-1] + D_u[t] + (chip bias - s bias_v)
+        R_u[t] = f_u R_u[t-1] + 1,   R_v[t] = f_v R_v[t-1] + 1 + R_u[t]
+
+    (``f`` the chip's decay factors; each decay rounds toward zero by less than 1, no rounding where ``f`` is 0
+    or 1). A common spike resets both ``v`` to exactly 0 (``reset="zero"``: ``D_v = R_v = 0``) or subtracts the
+    two thresholds (``D_v += s theta - vth << 6``). The chip makes the float model's decision wherever the interval
+    of its ``v`` lies on the float model's side of ``vth << 6``; the first step where it does not is the neuron's
+    own limit, and a neuron's input is the float model's only up to its sources' limits (plus the synapse's
+    offset), so the limits are relaxed over the graph until they are stable (every loop takes a step).
+    """
+    from neurotile.emulator.neuron import lif_update
+    fm, arch = net.float_model, net.arch
+    steps = res.steps
+    own, start = {}, {}
+    for name, fp in fm.populations.items():
+        if not fp.spiking:
+            continue
+        q, prm = net.quantization[name], net.groups[name].params
+        s = q.scale
+        # the pre-roll: from the image's state, latency steps of the chip's update with nothing but the bias
+        u, v = prm["u0"], prm["v0"]
+        fired = np.zeros(fp.n, bool)              # a neuron that fires in the pre-roll has no guarantee at all
+        for _ in range(net.latency[name]):
+            u, v, z, _ = lif_update(u, v, 0, prm["du"], prm["dv"], prm["vth"], prm["bias_mant"], prm["bias_exp"],
+                                    decay_mode=arch.decay_mode, reset_mode=arch.reset_mode)
+            fired |= z
+        f_u = _chip_decay(prm["du"], arch.decay_mode, 1 if arch.decay_mode == "loihi" else 0)
+        f_v = _chip_decay(prm["dv"], arch.decay_mode, 0)
+        d_u = np.where(f_u > 0, u + q.bias_u, 0.0)                     # u after f_u = 0 is the input alone
+        d_v = np.where(fired, np.inf, v)
+        start[name] = (d_u.copy(), d_v.copy())
+        r_u, r_v = np.zeros(fp.n), np.zeros(fp.n)
+        rnd_u = np.where((f_u > 0) & (f_u < 1), 1.0, 0.0)
+        rnd_v = np.where((f_v > 0) & (f_v < 1), 1.0, 0.0)
+        d_bias = (prm["bias_mant"] << prm["bias_exp"]) - (s * fp.g_mem * (fp.v_leak - fp.v_reset) + q.bias_u)
+        theta = s * (fp.v_threshold - fp.v_reset)
+        theta_c = (prm["vth"] << 6).astype(np.float64)
+        U = s * fp.g_mem * fp.r * res.i[name] - q.bias_u
+        V = s * (res.v[name] - fp.v_reset)
+        dw = np.zeros((steps, fp.n))
+        for proj in fm.projections:
+            if proj.post != name:
+                continue
+            w, e = q.weights[proj.name]
+            err = w * 2.0 ** (6 + e) - s * fp.gain[proj.post_idx] * proj.weight
+            src = res.spikes[proj.pre] if proj.pre in res.spikes else _INPUTS[id(net)][proj.pre]
+            for t in range(steps):
+                on = proj.offset <= t
+                on[on] = src[t - proj.offset[on], proj.pre_idx[on]]
+                dw[t] += np.bincount(proj.post_idx[on], err[on], fp.n)
+        limit = np.where(fired, 0, steps)
+        for t in range(steps):
+            u_prev = U[t - 1] if t else -q.bias_u
+            v_prev = V[t - 1] if t else np.zeros(fp.n)
+            d_u = f_u * d_u + (f_u - fp.a_syn) * u_prev + dw[t]
+            r_u = f_u * r_u + rnd_u
+            d_v = f_v * d_v + (f_v - fp.a_mem) * v_prev + d_u + d_bias
+            r_v = f_v * r_v + rnd_v + r_u
+            v_pre = V[t] + res.spikes[name][t] * (theta if fm.reset == "subtract" else 0.0)
+            if fm.reset == "zero":                                          # V[t] is after the reset: recompute
+                v_pre = np.where(res.spikes[name][t], fp.a_mem * v_prev + s * fp.g_mem * (fp.v_leak - fp.v_reset)
+                                 + U[t] + q.bias_u, V[t])
+            fires = res.spikes[name][t]
+            with np.errstate(invalid="ignore"):
+                sure = np.where(fires, v_pre + d_v - r_v > theta_c, v_pre + d_v + r_v <= theta_c)
+            limit = np.where(~sure & (limit == steps), t, limit)
+            if fm.reset == "zero":
+                d_v, r_v = np.where(fires & ~fired, 0.0, d_v), np.where(fires, 0.0, r_v)
+            else:
+                d_v = d_v + fires * (theta - theta_c)
+        own[name] = limit
+    until = dict(own)
+    for _ in range(len(until) * max(steps, 1) + 1):
+        changed = False
+        for proj in fm.projections:
+            if proj.post not in until or proj.pre not in until or proj.n_synapses == 0:
+                continue
+            lim = np.full(fm.populations[proj.post].n, steps)
+            np.minimum.at(lim, proj.post_idx, until[proj.pre][proj.pre_idx] + proj.offset)
+            new = np.minimum(until[proj.post], lim)
+            if np.any(new != until[proj.post]):
+                until[proj.post], changed = new, True
+        if not changed:
+            return until, start
+    raise AssertionError("the limits did not settle")                      # pragma: no cover
+
+
+_INPUTS = {}          # the input spikes of the run guaranteed_until looks at, by id(net)
+
+
+def agreement(net, x):
+    """(float run, chip run, per-layer LayerAgreement, (limits, start offsets) of guaranteed_until) on input x."""
+    from neurotile.compiler.quantize import _layer
+    inputs = {net.inputs[0].name: x}
+    _INPUTS[id(net)] = inputs
+    f, c = net.run_float(inputs), net.run_chip(inputs)
+    layers = {p.name: _layer(p.name, f.spikes[p.name], c.spikes[p.name]) for p in net.populations
+              if p.name not in net.readouts}
+    return f, c, layers, guaranteed_until(net, f)
+
+
+def guaranteed_match(f, c, layers, until):
+    """Per spiking layer the spike match the guarantee implies: ``2 G / (|F| + |C|)``, G the float model's spikes
+    before each neuron's limit (the chip has them too), after checking that the chip spikes as the float model
+    before the limits."""
+    out = {}
+    for pop, limit in until.items():
+        before = np.arange(f.steps)[:, None] < limit[None, :]
+        np.testing.assert_array_equal(c.spikes[pop][before], f.spikes[pop][before], err_msg=pop)
+        layer = layers[pop]
+        total = layer.float_spikes + layer.chip_spikes
+        out[pop] = 2 * int(f.spikes[pop][before].sum()) / total if total else 1.0
+    return out
+
+
+# Spike match of the chip against the float model on the stored inputs (first layer, second layer; norse_lif's
+# second is a readout), measured when the pre-charge was added, and the match the guarantee implies (asserted):
+#
+#   fixture                  measured without   measured with    guaranteed without   guaranteed with
+#   snntorch_leaky_zero      0.972  0.696       0.972  0.844     0.908  0.217         0.908  0.400
+#   snntorch_leaky_subtract  0.944  0.765       1.000  1.000     0.476  0.000         1.000  1.000
+#   snntorch_rleaky          0.864  0.882       0.900  0.941     0.025  0.000         0.425  0.412
+#   snntorch_synaptic        0.919  0.189       0.990  0.680     0.000  0.000         0.318  0.200
+#   snntorch_conv            0.962  0.783       0.993  0.818     0.687  0.000         0.993  0.818
+#   norse_lifbox             1.000  0.960       1.000  1.000     1.000  0.000         1.000  1.000
+#   norse_lif                0.571  -           0.778  -         0.369  -             0.647  -
+#
+# What is left is rounding: the weights' 8 bits (1/254 of the largest weight into a population), the decays'
+# 1/4096 and the chip's decays rounding toward zero each step flip a decision where the float model's v passes
+# within that of the threshold, and the recurrent layers (rleaky, synaptic) and second layers pass a flipped spike
+# on. snntorch_leaky_zero's and norse_lifbox's first layers gain nothing: with the zero reset a spike wipes out the
+# head start, so without the pre-charge only a neuron's first spike could move, and none did there.
+GUARANTEED = {
+    "snntorch_leaky_zero": (0.908, 0.400), "snntorch_leaky_subtract": (1.0, 1.0), "snntorch_rleaky": (0.425, 0.412),
+    "snntorch_synaptic": (0.318, 0.200), "snntorch_conv": (0.993, 0.818), "norse_lifbox": (1.0, 1.0),
+    "norse_lif": (0.647,),
+}
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_chip_follows_the_float_model_up_to_rounding(name):
+    # The networks as the frameworks run them, on the stored inputs, through the functional emulator. The pre-charge
+    # puts every population, after its latency, in the float model's initial state (v exactly, u to 0.5); from
+    # there every neuron must spike exactly as the float model up to the step where the rounding of the chip's
+    # parameters and decays could first flip a decision (guaranteed_until: derived from the chip's parameters and
+    # the float run, never from the chip's spikes). So each layer's spike match is at least 2 G / (|F| + |C|), G
+    # the float spikes before those steps: asserted, per layer, with the values of GUARANTEED (to 3 digits; they
+    # only depend on the float run, the integers and the chip's spike count). Without the pre-charge the chip starts
+    # up to latency * bias away from the float model's state; the same derivation from that start guarantees less
+    # in every fixture, and the old chip breaks the pre-charged network's guarantee.
+    options, _, _ = FIXTURES[name]
+    graph, record = stored(name)
+    graph = as_framework_runs_it(name, graph)
+    x = record["x"].reshape(len(record["x"]), -1)
+    net = nt.from_nir(graph, **options)
+    f, c, layers, (until, start) = agreement(net, x)
+    for pop, (d_u, d_v) in start.items():
+        assert np.all(np.abs(d_u) <= 0.5) and np.all(d_v == 0), pop
+    bound = guaranteed_match(f, c, layers, until)
+    for pop, want in zip(until, GUARANTEED[name]):
+        assert bound[pop] == pytest.approx(want, abs=5e-4), (pop, bound[pop])
+        assert layers[pop].match >= bound[pop], pop
+    old = nt.from_nir(graph, precharge=False, **options)
+    _, co, layers_old, (until_old, _) = agreement(old, x)
+    bound_old = guaranteed_match(f, co, layers_old, until_old)
+    assert all(bound[p] >= bound_old[p] for p in bound) and any(bound[p] > bound_old[p] for p in bound)
+    assert any(not np.array_equal(co.spikes[p][np.arange(f.steps)[:, None] < lim[None, :]],
+                                  f.spikes[p][np.arange(f.steps)[:, None] < lim[None, :]])
+               for p, lim in until.items())
+    assert all(layers[p].match >= layers_old[p].match for p in layers)
+
+
 def test_fixture_tests_import_no_torch():
     # What the tests above run (nir's reader, from_nir, the float model, to_nir) in a fresh interpreter: neither
     # torch nor a framework gets imported, so CI, which installs none, runs them all.
