@@ -9,7 +9,7 @@ cycle-exactly, and generate the same chip as Amaranth RTL.
 from .compiler.arch import Arch, PROFILES
 from .compiler.errors import (
     NeurotileError, NeurotileTypeError, NeurotileValueError, ArchError, NetworkError,
-    MappingError, ImageError, EmulatorError, ToolchainError,
+    MappingError, ImageError, EmulatorError, ToolchainError, NeurotileWarning,
 )
 from .compiler.network import LIF, Network
 from .compiler.image import ChipImage

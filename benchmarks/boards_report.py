@@ -106,8 +106,9 @@ def row(outcome):
     else:
         status = f"{outcome['status']}: {outcome['error'].splitlines()[0]}"
     w, h = r.mesh
+    spram = f" + SPRAM {_use(r, 'spram')}" if "spram" in r.utilisation else ""
     return (f"| {t.title} | {t.device} | {w}x{h} | {r.cores} | {r.neurons} | {r.synapses} | "
-            f"{_use(r, 'lut')} | {_use(r, 'bram')} | {fmax} | {r.clk_hz / 1e6:g} MHz | "
+            f"{_use(r, 'lut')} | {_use(r, 'bram')}{spram} | {fmax} | {r.clk_hz / 1e6:g} MHz | "
             f"{r.synops_per_second() / 1e6:g} M / {at_fmax} | {tool_s} | {status} |")
 
 

@@ -304,9 +304,12 @@ def designs():
     # Longest first: the thread pool then finishes them together.
     out.append(Design("core_ecp5-85f_ecp5", "NeuronCore", "ecp5-85f profile", "ecp5",
                       lambda: NeuronCore(ecp)))
+    # The synapse memory in EBR (the profile keeps 16384 synapses in SPRAM, which a block
+    # converted without a platform cannot use): the sizes the EBRs allow.
+    ice2k = ice.replace(synapse_ram="bram", synapses_per_core=2048)
     out.append(Design("core_ice40up5k_ice40", "NeuronCore", "ice40up5k profile (2048 synapses)",
-                      "ice40", lambda: NeuronCore(ice)))
-    ice4k = ice.replace(synapses_per_core=4096)
+                      "ice40", lambda: NeuronCore(ice2k)))
+    ice4k = ice.replace(synapse_ram="bram", synapses_per_core=4096)
     out.append(Design("core_ice40up5k-4096_ice40", "NeuronCore",
                       "ice40up5k profile with 4096 synapses", "ice40", lambda: NeuronCore(ice4k),
                       pnr=False, note="more EBR than the device's 30: synthesis only"))

@@ -50,7 +50,8 @@ __all__ = ["BuildReport", "build", "build_one", "build_plan", "parse_yosys_stat"
 #: figures nextpnr does not print: iCE40 flip-flops are inside its logic cells).
 UTILISATION_CELLS = {
     "ice40": {"lut": ("nextpnr", "ICESTORM_LC"), "ff": ("yosys", "SB_DFF"),
-              "bram": ("nextpnr", "ICESTORM_RAM"), "dsp": ("nextpnr", "ICESTORM_DSP")},
+              "bram": ("nextpnr", "ICESTORM_RAM"), "dsp": ("nextpnr", "ICESTORM_DSP"),
+              "spram": ("nextpnr", "ICESTORM_SPRAM")},
     "ecp5": {"lut": ("nextpnr", "TRELLIS_COMB"), "ff": ("nextpnr", "TRELLIS_FF"),
              "bram": ("nextpnr", "DP16KD"), "dsp": ("nextpnr", "MULT18X18D")},
 }
@@ -178,8 +179,9 @@ class BuildReport:
         The UART's actual baud rate.
     flow : str
     utilisation : dict
-        ``{"lut" | "ff" | "bram" | "dsp": (used, capacity)}``; measured after place and route,
-        or estimated for vendor flows (``measured`` False).
+        ``{"lut" | "ff" | "bram" | "dsp": (used, capacity)}`` (and ``"spram"`` on iCE40
+        UltraPlus); measured after place and route, or estimated for vendor flows (``measured``
+        False).
     measured : bool
     fmax_hz : float or None
         nextpnr's Fmax of the clock (None where no tool ran).
@@ -245,8 +247,9 @@ class BuildReport:
         kind = "measured after place and route" if self.measured else "estimated, no tool run"
         lines.append(f"  resources ({kind}):")
         names = {"lut": self.lut_kind or "LUT", "ff": "flip-flops",
-                 "bram": self.bram_kind or "block RAM", "dsp": "DSP / multipliers"}
-        for key in ("lut", "ff", "bram", "dsp"):
+                 "bram": self.bram_kind or "block RAM", "dsp": "DSP / multipliers",
+                 "spram": "SPRAM (256 kbit)"}
+        for key in ("lut", "ff", "bram", "dsp", "spram"):
             if key in self.utilisation:
                 used, cap = self.utilisation[key]
                 pct = f"{100 * used / cap:5.1f}%" if cap else ""
@@ -311,7 +314,8 @@ def _first_guess(target, **kwargs):
     cap = target.capacity
     by_bram = (cap["bram"] - (one.bram - per_core)) // per_core
     by_lut = max(0, cap["lut"] - target.logic_fixed) // max(1, target.logic_per_core)
-    return max(1, min(by_bram, by_lut) + 1)
+    by_spram = cap.get("spram", 0) // one.spram if one.spram else by_bram
+    return max(1, min(by_bram, by_lut, by_spram) + 1)
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -385,7 +389,8 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
 
     The plan holds the design (RTLIL or Verilog), the constraints and the tool scripts, with the
     target's synthesis options, its memory placement (``ram_style`` set on the memories of
-    ``target.distributed`` before synthesis) and ``--timing-allow-fail`` for nextpnr.
+    ``target.distributed`` and ``target.block`` before synthesis) and ``--timing-allow-fail``
+    for nextpnr.
 
     Returns
     -------
@@ -394,6 +399,7 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
     from .top import BoardTop
 
     target = get_target(target)
+    _check_spram_image(target, arch, image)
     platform = _platform(target)
     kwargs = {} if max_payload is None else {"max_payload": max_payload}
     top = BoardTop(target, arch, image, baud=baud, **kwargs)
@@ -403,11 +409,27 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
         opts = " ".join(o for o in (target.synth_opts, synth_opts) if o)
         if opts:
             overrides["synth_opts"] = opts
-        if target.distributed:
+        styles = [("distributed", name) for name in target.distributed] \
+            + [("block", name) for name in target.block]
+        if styles:
             overrides["script_after_read"] = "\n".join(
-                f'setattr -set ram_style "distributed" m:{name}' for name in target.distributed)
+                f'setattr -set ram_style "{style}" m:{name}' for style, name in styles)
     plan = platform.build(top, name="top", do_build=False, **overrides)
     return plan, platform, top
+
+
+def _check_spram_image(target, arch, image):
+    """Refuse to build synapses into SPRAM, which a bitstream cannot initialise."""
+    if image is None or arch.synapse_ram != "spram" or not target.capacity.get("spram", 0):
+        return
+    for core in image.cores:
+        words = core.words(image.arch, "synapse").size
+        if words:
+            raise BoardError(
+                f"the {target.name} keeps each core's synapse memory in SPRAM "
+                f"(Arch.synapse_ram='spram'), which a bitstream cannot initialise, and the "
+                f"image's core ({core.x}, {core.y}) has {words} synapse words: build without "
+                f"--image and load the image over the host link (Host.load)")
 
 
 def build_one(target, arch, out, *, image=None, baud=None, max_payload=None, timeout=None,
@@ -530,7 +552,9 @@ def build(target, mesh=None, image=None, out="build", *, baud=None, max_payload=
         Mesh size; by default the largest that fits and meets timing (or the image's).
     image : ChipImage or path, optional
         Memory contents built into the bitstream (its Arch fixes the mesh). Without one the chip
-        is empty and the host loads images over the UART.
+        is empty and the host loads images over the UART. Synapses kept in SPRAM
+        (``Arch.synapse_ram="spram"`` on the iCEBreaker) cannot be built in: an image with
+        synapses is refused there, and the host loads it instead.
     out : str or path
         Build folder; each mesh tried gets ``<out>/<target>-<w>x<h>/``, and the report is saved
         as ``<out>/report.json``.
@@ -552,7 +576,8 @@ def build(target, mesh=None, image=None, out="build", *, baud=None, max_payload=
     Raises
     ------
     BoardError
-        Unknown board; a mesh that is not two positive integers or does not match the image.
+        Unknown board; a mesh that is not two positive integers or does not match the image;
+        an image with synapses for a target that keeps them in SPRAM.
     DoesNotFit, MissesTiming
         The requested mesh (or, searching, even 1x1) does not fit or misses the board clock; the
         message says by how much.
@@ -623,7 +648,8 @@ def _lower_first(text):
 
 def _estimate_text(target, est):
     cap = target.capacity
-    return (f"{est.bram}/{cap['bram']} {target.bram_kind} and ~{est.lut}/{cap['lut']} "
+    spram = f", {est.spram}/{cap.get('spram', 0)} SPRAM" if est.spram else ""
+    return (f"{est.bram}/{cap['bram']} {target.bram_kind}{spram} and ~{est.lut}/{cap['lut']} "
             f"{target.lut_kind}")
 
 
@@ -633,6 +659,13 @@ def _check_estimate(target, arch, est):
     Block RAMs are counted exactly from the design's memories, so this saves a synthesis run
     that cannot succeed; logic is only modelled, so it is left to the tools.
     """
+    spram_cap = target.capacity.get("spram", 0)
+    if est.spram > spram_cap:
+        raise DoesNotFit(
+            f"mesh {arch.mesh_w}x{arch.mesh_h} ({arch.n_cores} cores of profile {arch.name!r}) "
+            f"does not fit the {target.device}: its synapse memories need {est.spram} SPRAM "
+            f"blocks, {est.spram - spram_cap} more than the {spram_cap} there are; use a smaller "
+            f"mesh, or leave --mesh out to find the largest that fits")
     cap = target.capacity["bram"]
     if est.bram > cap:
         per = {k: v for k, v in sorted(est.bram_detail.items(), key=lambda kv: -kv[1])}

@@ -21,8 +21,11 @@ so the build can start its mesh search at a size that might fit. Block RAMs are 
 memories of the elaborated design itself (every ``Memory`` with its depth, width and ports), each
 mapped onto the target's block RAM shapes the way yosys' ``memory_libmap`` does for a 1R1W
 memory: the cheapest aspect ratio, ``ceil(depth / d) * ceil(width / w)`` blocks. Memories with
-asynchronous reads (the FIFOs) and, on targets with distributed RAM, memories of at most
-``lutram_bits`` bits stay out of block RAM. Logic is a linear model, ``logic_fixed +
+asynchronous reads (the FIFOs), the target's ``distributed`` ones and memories of at most
+``lutram_bits`` bits (unless the target lists them in ``block``) stay out of block RAM. On a
+target with SPRAMs (``capacity["spram"]``) and
+an Arch with ``synapse_ram="spram"`` each core's synapse memory is counted in SPRAM blocks
+(:func:`~neurotile.hdl.spram.spram_blocks`) instead. Logic is a linear model, ``logic_fixed +
 logic_per_core * cores``, calibrated from measured builds (docs/boards.md).
 """
 
@@ -74,7 +77,8 @@ class Target:
     profile : str
         Architecture profile of :data:`neurotile.PROFILES` the cores use.
     capacity : dict
-        Device resources: ``lut`` (logic cells / LUTs), ``ff``, ``bram`` (blocks), ``dsp``.
+        Device resources: ``lut`` (logic cells / LUTs), ``ff``, ``bram`` (blocks), ``dsp``, and
+        ``spram`` (iCE40 UltraPlus single-port RAMs) where the device has them.
     lut_kind, bram_kind : str
         What one ``lut`` and one ``bram`` is on this device, for reports.
     bram_shapes : tuple of (depth, width)
@@ -88,6 +92,9 @@ class Target:
     distributed : tuple of str
         Memories (by name in the design, e.g. ``"mem_neuron_state"``) the build places in
         distributed (LUT) RAM rather than block RAM, with yosys' ``ram_style`` attribute.
+    block : tuple of str
+        Memories the build places in block RAM although they are small enough for logic
+        (``ram_style = "block"``).
     uart : (str, int)
         Resource of the USB-serial UART.
     leds : ((str, int), (str, int))
@@ -119,6 +126,7 @@ class Target:
     logic_per_core: int
     synth_opts: str = ""
     distributed: tuple = ()
+    block: tuple = ()
     uart: tuple = ("uart", 0)
     leds: tuple = (("led", 0), ("led", 1))
     reset_button: tuple = ("button", 0)
@@ -176,21 +184,25 @@ TARGETS = {t.name: t for t in [
         name="icebreaker", title="1BitSquared iCEBreaker",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
         device="iCE40UP5K-SG48", family="ice40", flow="ice40", profile="ice40up5k",
-        capacity={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8},
+        capacity={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8, "spram": 4},
         lut_kind="logic cells (LUT4 + FF)", bram_kind="EBR (4 kbit)",
-        # No distributed RAM: only tiny memories (the 4 x 57-bit profile table, 228 bits) end
-        # in logic; the 128 x 2 neuron_cfg (256 bits) takes an EBR (measured: 27 EBR for 1x1).
+        # No distributed RAM: only tiny memories (at most 240 bits) would end in logic; the
+        # 128 x 2 neuron_cfg (256 bits) takes an EBR, and so does the 4 x 57-bit profile table
+        # (`block`). The synapse memory is in SPRAM (Arch.synapse_ram, capacity "spram").
         bram_shapes=((2048, 2), (1024, 4), (512, 8), (256, 16)), lutram_bits=240,
-        # Measured: the 1x1 board design needs 5960 logic cells; the core and its datapath are
-        # about 2600 of them (yosys -noflatten), the host port, chip engine and UART the rest.
-        logic_fixed=3360, logic_per_core=2600,
-        # The neuron datapath's two multipliers (loihi decay) and the host port's go to the
-        # UP5K's SB_MAC16s: 1564 fewer LUTs for the 1x1 chip (measured).
+        # Measured (yosys + nextpnr packing): the 1x1 board design needs 5114 logic cells (also
+        # after place and route), the 2x1 7507, so a core with its router costs about 2390.
+        logic_fixed=2720, logic_per_core=2390,
+        # The neuron datapath's two multipliers (loihi decay, 4 SB_MAC16) and the host port's go
+        # to the UP5K's 8 SB_MAC16s: 1564 fewer LUTs for the 1x1 chip (measured).
         synth_opts="-dsp",
+        # The 4 x 57-bit profile table in 4 EBRs rather than 228 flip-flops and their read mux.
+        block=("mem_profile",),
         leds=(("led_g", 0), ("led_r", 0)), reset_button=("button", 0),
         notes="12 MHz oscillator; FTDI FT2232H channel B is the UART (pins 6/9); user button "
-              "resets the chip; green LED heartbeat, red LED error. The UP5K's 4 SPRAMs are "
-              "unused (future: synapse memory)."),
+              "resets the chip; green LED heartbeat, red LED error. Each core's synapse memory "
+              "is 2 of the UP5K's 4 SPRAMs, which have no initial contents: the host loads "
+              "images over the UART (no --image)."),
     Target(
         name="ulx3s-85f", title="Radiona ULX3S (LFE5U-85F)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
@@ -286,6 +298,13 @@ def design_memories(elaboratable):
     return out
 
 
+def _memory_name(path):
+    """A memory's name: its submodule name, or that of the
+    :class:`~neurotile.hdl.spram.SinglePortMemory` around it (whose ``Memory`` is ``memory``)."""
+    parts = path.split("/")
+    return parts[-2] if parts[-1] == "memory" and len(parts) > 1 else parts[-1]
+
+
 def blocks_for(depth, width, shapes):
     """Block RAMs for one 1R1W memory: the best of ``ceil(depth/d) * ceil(width/w)``.
 
@@ -306,30 +325,44 @@ class Estimate:
         Predicted block RAMs and logic (the target's ``bram_kind`` / ``lut_kind``).
     bram_detail : dict
         Block RAMs per memory name (summed over cores).
+    spram : int
+        SPRAM blocks (iCE40 UltraPlus) of the memories placed there (``Arch.synapse_ram``).
     """
 
     mesh: tuple
     bram: int
     lut: int
     bram_detail: dict
+    spram: int = 0
 
     def fits(self, target, logic_margin=1.0):
-        """Block RAMs within the target's, logic within ``logic_margin`` times its capacity."""
+        """Block RAMs and SPRAMs within the target's, logic within ``logic_margin`` times its
+        capacity."""
         cap = target.capacity
-        return self.bram <= cap["bram"] and self.lut <= cap["lut"] * logic_margin
+        return (self.bram <= cap["bram"] and self.spram <= cap.get("spram", 0)
+                and self.lut <= cap["lut"] * logic_margin)
 
 
 def estimate(target, arch, *, max_payload=None):
     """Predict the block RAMs and logic of a chip of ``arch`` on ``target`` (module docstring)."""
     from ..hdl.chip import Chip
 
+    from ..hdl.spram import spram_blocks
+
     target = get_target(target)
     kwargs = {} if max_payload is None else {"max_payload": max_payload}
+    in_spram = ("mem_synapse",) if (arch.synapse_ram == "spram"
+                                    and target.capacity.get("spram", 0)) else ()
     detail = {}
+    spram = 0
     for path, depth, width, sync, _ in design_memories(Chip(arch, **kwargs)):
-        name = path.rsplit("/", 1)[-1]
-        if not sync or depth * width <= target.lutram_bits or name in target.distributed:
+        name = _memory_name(path)
+        if name in in_spram:
+            spram += spram_blocks(depth, width)
+            continue
+        if name in target.distributed or not sync or (depth * width <= target.lutram_bits
+                                                      and name not in target.block):
             continue
         detail[name] = detail.get(name, 0) + blocks_for(depth, width, target.bram_shapes)
     lut = target.logic_fixed + target.logic_per_core * arch.n_cores
-    return Estimate((arch.mesh_w, arch.mesh_h), sum(detail.values()), lut, detail)
+    return Estimate((arch.mesh_w, arch.mesh_h), sum(detail.values()), lut, detail, spram)

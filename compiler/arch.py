@@ -65,8 +65,18 @@ class Arch:
         ``shift``: the multiplier-free ``x - (x >> k)``.
     reset_mode : {"zero", "subtract"}
         After a spike ``v <- 0`` or ``v <- v - (vth << 6)``.
+    synapse_ram : {"bram", "spram"}
+        Where the RTL keeps each core's synapse memory. ``bram``: an ordinary memory (block RAM).
+        ``spram``: a single-port memory built from the iCE40 UltraPlus ``SB_SPRAM256KA`` blocks
+        when the chip is built for such a device (an ordinary memory everywhere else, with the
+        same cycle behaviour); SPRAMs have no initial contents, so the host loads the synapses.
+        No effect on the chip's behaviour, the compiler or the emulator.
     step_timeout : int
         Cycles of one SPIKE phase after which the sticky ``step_timeout`` flag is raised.
+    counter_bits : int
+        Width of the per-step counters (16..32): each reports its count modulo
+        ``2^counter_bits``. 32 everywhere but on the smallest FPGA, whose logic the counters and
+        their read-out multiplexer would otherwise fill.
     name : str
         A label carried into reports.
     """
@@ -87,7 +97,9 @@ class Arch:
     host_out_depth: int = 4096
     decay_mode: str = "loihi"
     reset_mode: str = "zero"
+    synapse_ram: str = "bram"
     step_timeout: int = 1 << 20
+    counter_bits: int = 32
     name: str = "custom"
 
     # Neuron model widths: Loihi's, as in Lava's bit-accurate LIF (PyLifModelBitAcc).
@@ -107,7 +119,8 @@ class Arch:
     BARRIER_LATENCY: ClassVar[int] = 2    # cycles from quiescence to the end of the SPIKE phase
     STEP_OVERHEAD: ClassVar[int] = 1      # controller cycle between steps
 
-    MODES: ClassVar[dict] = {"decay_mode": ("loihi", "shift"), "reset_mode": ("zero", "subtract")}
+    MODES: ClassVar[dict] = {"decay_mode": ("loihi", "shift"), "reset_mode": ("zero", "subtract"),
+                             "synapse_ram": ("bram", "spram")}
 
     def __post_init__(self):
         limits = {
@@ -118,7 +131,7 @@ class Arch:
             "weight_bits": (2, 8), "acc_bits": (self.input_bits, 32),
             "fifo_depth": (1, 64), "core_fifo_depth": (1, 64),
             "host_in_depth": (1, 1 << 20), "host_out_depth": (1, 1 << 20),
-            "step_timeout": (1, 1 << 40),
+            "step_timeout": (1, 1 << 40), "counter_bits": (16, 32),
         }
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
@@ -256,9 +269,14 @@ PROFILES = {
                      axons_per_core=1024, synapses_per_core=4096, fanout_per_core=1024,
                      max_delay=8, acc_bits=20, fifo_depth=2, core_fifo_depth=2,
                      host_in_depth=1024, host_out_depth=512),
-    # 2048 synapses: with 4096 the core needs 33 EBRs of the UP5K's 30 (SPRAM is future work).
+    # The synapse memory (16384 x 20 bits) in two of the UP5K's four SPRAMs (16K x 16 each); the
+    # other memories take 17 of its 30 EBRs for one core. 16-bit per-step counters: the 32-bit
+    # ones and their read-out take about 260 more of the UP5K's 5280 logic cells. FIFOs of depth
+    # 1 (about 110 cells less than 2): on one core the synapse unit, at 2 + k cycles a packet,
+    # is slower than a FIFO of depth 1 (one packet per 2 cycles).
     "ice40up5k": dict(mesh_w=1, mesh_h=1, neurons_per_core=128, profiles_per_core=4,
-                      axons_per_core=256, synapses_per_core=2048, fanout_per_core=256,
-                      max_delay=4, acc_bits=20, fifo_depth=2, core_fifo_depth=2,
-                      host_in_depth=256, host_out_depth=128),
+                      axons_per_core=256, synapses_per_core=16384, fanout_per_core=256,
+                      max_delay=4, acc_bits=20, fifo_depth=1, core_fifo_depth=1,
+                      host_in_depth=256, host_out_depth=128, synapse_ram="spram",
+                      counter_bits=16),
 }

@@ -8,6 +8,7 @@ the package's errors in one place. Wrong kinds of argument raise :class:`Neuroti
 __all__ = [
     "NeurotileError", "NeurotileTypeError", "NeurotileValueError",
     "ArchError", "NetworkError", "MappingError", "ImageError", "EmulatorError", "ToolchainError",
+    "NeurotileWarning",
 ]
 
 
@@ -49,3 +50,9 @@ class EmulatorError(NeurotileValueError):
 
 class ToolchainError(NeurotileError):
     """A required external tool (Verilator, yosys, nextpnr) is missing or failed."""
+
+
+class NeurotileWarning(UserWarning):
+    """Something the user should know that is not an error: a result that is exact but not what
+    they may assume (a counter that wrapped like the chip's register, a float model that a graph
+    leaves ambiguous)."""

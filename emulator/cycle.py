@@ -44,7 +44,7 @@ import numpy as np
 
 from ..compiler.errors import EmulatorError, NeurotileTypeError
 from .neuron import lif_update
-from .result import COUNTERS_CHIP, COUNTERS_CYCLE, COUNTERS_PER_CORE, RunResult
+from .result import COUNTERS_CHIP, COUNTERS_CYCLE, COUNTERS_PER_CORE, RunResult, wrap_counters
 from .state import ChipState
 from .backends import numba_available, resolve_backend  # noqa: F401 (re-exported)
 from .tables import ChipTables, concat_ranges
@@ -791,7 +791,8 @@ class CycleEngine:
 
         spikes = {name: spiked[:, core, local] for name, (core, local) in tb.populations.items()}
         result = RunResult(mode=self.mode, steps=steps, start_step=start, spikes=spikes,
-                           probes=probe_out, counters=counters, flags=dict(state.flags),
+                           probes=probe_out, counters=wrap_counters(counters, self.arch),
+                           flags=dict(state.flags),
                            flag_step=dict(state.flag_step))
         if trace:
             result.trace = traces

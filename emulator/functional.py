@@ -36,7 +36,7 @@ import numpy as np
 
 from ..compiler.arch import Arch
 from ..compiler.errors import EmulatorError, NeurotileTypeError
-from .result import RunResult
+from .result import RunResult, wrap_counters
 from .state import FLAGS
 from .backends import numba_available, resolve_backend  # noqa: F401 (re-exported)
 from .tables import ChipTables, concat_ranges
@@ -1043,7 +1043,8 @@ class FunctionalEngine:
             if flag_first[b] >= 0:
                 state.raise_flag(name, int(flag_first[b]))
         return RunResult(mode=self.mode, steps=steps, start_step=start, spikes=spikes,
-                         probes=probe_out, counters=counters, flags=dict(state.flags),
+                         probes=probe_out, counters=wrap_counters(counters, self.image.arch),
+                         flags=dict(state.flags),
                          flag_step=dict(state.flag_step))
 
     def _split_probes(self, data, keys, probe_out, sl):

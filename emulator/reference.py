@@ -11,7 +11,7 @@ counter of section 8 that does not depend on timing.
 import numpy as np
 
 from ..compiler.errors import EmulatorError, NeurotileTypeError
-from .result import COUNTERS_CHIP, COUNTERS_PER_CORE, RunResult
+from .result import COUNTERS_CHIP, COUNTERS_PER_CORE, RunResult, wrap_counters
 from .state import ChipState
 
 __all__ = ["ReferenceEngine"]
@@ -181,7 +181,8 @@ class ReferenceEngine:
         state.acc[:] = np.array(acc, np.int64).reshape(n_cores, D, N)
         state.t = start + steps
         return RunResult(mode=self.mode, steps=steps, start_step=start, spikes=spikes,
-                         probes=probe_out, counters=counters, flags=dict(state.flags),
+                         probes=probe_out, counters=wrap_counters(counters, self.arch),
+                         flags=dict(state.flags),
                          flag_step=dict(state.flag_step))
 
     # -- UPDATE phase (sections 4 and 5) ---------------------------------------------------------

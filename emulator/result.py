@@ -5,12 +5,13 @@ comparison (:func:`~neurotile.emulator.compare.first_divergence`) serves every l
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
-from ..compiler.errors import EmulatorError
+from ..compiler.errors import EmulatorError, NeurotileWarning
 
-__all__ = ["RunResult", "COUNTERS_PER_CORE", "COUNTERS_CHIP", "COUNTERS_CYCLE"]
+__all__ = ["RunResult", "COUNTERS_PER_CORE", "COUNTERS_CHIP", "COUNTERS_CYCLE", "wrap_counters"]
 
 #: Per-step, per-core counters: arrays [steps, n_cores].
 COUNTERS_PER_CORE = ("updates", "spikes", "packets_out", "packets_in", "synops")
@@ -19,6 +20,35 @@ COUNTERS_CHIP = ("host_in", "host_out", "hops")
 #: Cycle mode only: "update_cycles", "spike_cycles", "cycles" [steps];
 #: "fanout_busy", "syn_busy" [steps, n_cores].
 COUNTERS_CYCLE = ("update_cycles", "spike_cycles", "cycles", "fanout_busy", "syn_busy")
+
+
+def wrap_counters(counters, arch):
+    """The per-step counters as the chip's ``arch.counter_bits``-wide registers hold them: every
+    count modulo ``2^counter_bits``, in place (``updates`` and ``spikes``, at most N <= 1024, never
+    wrap). Every engine applies it to the counters it returns.
+
+    A count that wraps is reported with a :class:`~neurotile.NeurotileWarning` (the first one:
+    counter, step, core, true count, reported count), since energy estimates and utilisation
+    figures read these counters.
+    """
+    mask = (1 << arch.counter_bits) - 1
+    first = None
+    for name, value in counters.items():
+        value = np.asarray(value, np.int64)
+        wrapped = value & mask
+        if first is None and arch.counter_bits < 64 and (value > mask).any():
+            where = tuple(int(k[0]) for k in np.nonzero(value > mask))
+            first = (name, where, int(value[where]), int(wrapped[where]))
+        counters[name] = wrapped
+    if first is not None:
+        name, where, true, shown = first
+        core = f" core {where[1]}" if len(where) > 1 else ""
+        warnings.warn(f"counter {name!r} of step {where[0]} (of this run){core} counted {true}, "
+                      f"which the chip's {arch.counter_bits}-bit register reports as {shown}; "
+                      f"energy and utilisation figures from these counters are low (emulate with "
+                      f"an Arch of counter_bits=32 for true counts)", NeurotileWarning,
+                      stacklevel=3)
+    return counters
 
 
 @dataclasses.dataclass(eq=False)

@@ -22,8 +22,9 @@ A RUN request of ``steps`` steps runs them back to back; each step is::
 
 so a step lasts ``STEP_OVERHEAD + U + p_q + BARRIER_LATENCY`` cycles. Quiescence in cycle p is the
 AND, in that cycle, of every core's ``idle``, every router's ``idle`` and the host injector being
-DONE, all of which are registers (the state at the start of p). The counters ``update_cycles``,
-``spike_cycles`` and ``cycles`` count the cycles the controller actually spends in each phase.
+DONE, all of which are registers (the state at the start of p). ``spike_cycles`` counts the
+cycles the controller spends in SPIKE and BARRIER; ``update_cycles`` (always U) and ``cycles``
+(``1 + U + spike_cycles``) follow from it and are not registers of their own.
 
 In the last cycle of a step the controller raises the sticky flags that are set (each with the
 current step t if it was clear), advances t and the step offset, and starts the next step's
@@ -59,11 +60,12 @@ from . import protocol as P
 from .core import CFG_TARGETS, REGISTERS as CORE_REGISTERS
 from .hostport import DEFAULT_FRAME_TIMEOUT, HostBusSignature, HostPort
 from .mesh import Mesh, check_image
-from .router_model import NUM_PORTS
+from .router_model import L as L_PORT, NUM_PORTS, W as W_PORT
 
 __all__ = ["Chip", "ChipEngine", "WORD_BITS", "NEVER"]
 
-#: Width of every counter word, of the step counter and of the first-raised steps (they wrap).
+#: Width of every counter word, of the step counter and of the first-raised steps (they wrap);
+#: the per-step counters are ``arch.counter_bits`` wide, zero-extended to a word.
 WORD_BITS = 32
 #: ``flag_step`` value of a flag that was never raised.
 NEVER = (1 << WORD_BITS) - 1
@@ -147,11 +149,21 @@ class ChipEngine(wiring.Component):
         m.d.sync += run_done.eq(0)
         m.d.comb += bus.run_done.eq(run_done)
 
-        # -- per-step counters ---------------------------------------------------------------------
-        count = {name: Signal(WORD_BITS, name=f"count_{name}")
-                 for name in COUNTERS_CHIP + ("update_cycles", "spike_cycles", "cycles")}
-        link = [[Signal(WORD_BITS, name=f"link_{c}_{P.LINK_PORTS[o]}") for o in range(NUM_PORTS)]
-                for c in range(n)]
+        # -- per-step counters (arch.counter_bits wide; they wrap) ---------------------------------
+        # Only `spike_cycles` is a register: UPDATE always lasts U cycles, so after the first
+        # step `update_cycles` is U and `cycles` is 1 + U + spike_cycles (mod 2^counter_bits, as
+        # the counters they replace); all three read 0 until a step has started (`stepped`).
+        cbits = a.counter_bits
+        count = {name: Signal(cbits, name=f"count_{name}")
+                 for name in COUNTERS_CHIP + ("spike_cycles",)}
+        stepped = Signal()
+        # Link counters of the router outputs. Two of them equal other counters whenever the host
+        # can read them (between steps), so they are read from those: a core's L output delivers
+        # exactly the packets its synapse unit consumes by quiescence (`packets_in`), and the W
+        # output of (0, 0) is the host exit (`host_out`).
+        link = [[None if o == L_PORT or (c == 0 and o == W_PORT)
+                 else Signal(cbits, name=f"link_{c}_{P.LINK_PORTS[o]}")
+                 for o in range(NUM_PORTS)] for c in range(n)]
 
         # -- host buffers ----------------------------------------------------------------------------
         m.submodules.inject_buffer = inj_mem = Memory(shape=packet.size, depth=a.host_in_depth,
@@ -168,7 +180,12 @@ class ChipEngine(wiring.Component):
         ucnt = Signal(range(U))
         bcnt = Signal(range(max(B, 2)))
         T = a.step_timeout
-        to_cnt = Signal(range(T + 1))                      # SPIKE-phase cycles, saturating at T
+        # SPIKE-phase cycles until T: `spike_cycles` (it counts the same cycles), extended by
+        # `to_ext`, which counts its wraps when T >= 2^counter_bits. Once the count reaches T,
+        # `to_hit` holds the verdict and the count may run on or wrap.
+        ext_bits = max(0, T.bit_length() - cbits)
+        to_ext = Signal(ext_bits) if ext_bits else None    # no zero-width wires in the Verilog
+        to_cnt = count["spike_cycles"] if to_ext is None else Cat(count["spike_cycles"], to_ext)
         to_hit = Signal()
         inj_done = Signal()
         quiet = Signal()
@@ -180,12 +197,12 @@ class ChipEngine(wiring.Component):
                    "step_timeout": timed_out, "bad_route": mesh.bad_route}
 
         def spike_cycle():
-            m.d.sync += [count["spike_cycles"].eq(count["spike_cycles"] + 1),
-                         count["cycles"].eq(count["cycles"] + 1)]
+            m.d.sync += count["spike_cycles"].eq(count["spike_cycles"] + 1)
             with m.If(to_cnt == T):
                 m.d.sync += to_hit.eq(1)
-            with m.Else():
-                m.d.sync += to_cnt.eq(to_cnt + 1)
+            if to_ext is not None:
+                with m.If(count["spike_cycles"].all()):
+                    m.d.sync += to_ext.eq(to_ext + 1)
 
         def end_step():
             for i, f in enumerate(FLAGS):
@@ -212,13 +229,12 @@ class ChipEngine(wiring.Component):
                         m.next = "OVERHEAD"
             with m.State("OVERHEAD"):
                 m.d.comb += [mesh.start_update.eq(1), mesh.arb_reset.eq(1)]
-                m.d.sync += [ucnt.eq(0), to_cnt.eq(0), to_hit.eq(0),
-                             count["update_cycles"].eq(0), count["spike_cycles"].eq(0),
-                             count["cycles"].eq(a.STEP_OVERHEAD)]
+                m.d.sync += [ucnt.eq(0), to_hit.eq(0), stepped.eq(1), count["spike_cycles"].eq(0)]
+                if to_ext is not None:
+                    m.d.sync += to_ext.eq(0)
                 m.next = "UPDATE"
             with m.State("UPDATE"):
-                m.d.sync += [ucnt.eq(ucnt + 1), count["update_cycles"].eq(count["update_cycles"] + 1),
-                             count["cycles"].eq(count["cycles"] + 1)]
+                m.d.sync += ucnt.eq(ucnt + 1)
                 with m.If(ucnt == U - 1):
                     m.d.comb += mesh.start_spike.eq(1)
                     m.next = "SPIKE"
@@ -287,11 +303,12 @@ class ChipEngine(wiring.Component):
         m.d.sync += count["hops"].eq(count["hops"] + mesh.hop_count)
         for c in range(n):
             for o in range(NUM_PORTS):
-                with m.If(mesh.transfers[c][o]):
-                    m.d.sync += link[c][o].eq(link[c][o] + 1)
+                if link[c][o] is not None:
+                    with m.If(mesh.transfers[c][o]):
+                        m.d.sync += link[c][o].eq(link[c][o] + 1)
         with m.If(ctrl.ongoing("OVERHEAD")):               # last, so that clearing wins
             m.d.sync += [count[name].eq(0) for name in COUNTERS_CHIP]
-            m.d.sync += [s.eq(0) for row in link for s in row]
+            m.d.sync += [s.eq(0) for row in link for s in row if s is not None]
 
         # -- host bus: writes ------------------------------------------------------------------------
         accept = Signal()
@@ -325,12 +342,16 @@ class ChipEngine(wiring.Component):
         # -- host bus: reads (answered in the next cycle) ---------------------------------------------
         values = {"step": t, "flags": flags}
         values.update({name: count[name] for name in count})
+        values["update_cycles"] = Mux(stepped, U % (1 << cbits), 0)
+        values["cycles"] = Mux(stepped, (a.STEP_OVERHEAD + U + count["spike_cycles"])[:cbits], 0)
         values.update({f"flag_step.{f}": s for f, s in zip(FLAGS, flag_step)})
         for c in range(n):
             for name in COUNTERS_PER_CORE + ("fanout_busy", "syn_busy"):
                 values[f"core{c}.{name}"] = mesh.counters[c][name]
             for o, port in enumerate(P.LINK_PORTS):
                 values[f"core{c}.link.{port}"] = link[c][o]
+            values[f"core{c}.link.L"] = mesh.counters[c]["packets_in"]
+        values["core0.link.W"] = count["host_out"]
         chip_regs = {"step": t, "flags": flags, "n_output": n_output, "out_dropped": out_dropped}
 
         r_valid = Signal()

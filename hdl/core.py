@@ -48,15 +48,21 @@ One synchronous read port and one write port per memory, time-shared between the
 never run at the same time) and the host port; no multiplier outside the neuron datapath (the
 synaptic ``weight << wexp`` is a barrel shift). The accumulator's read-during-write collision is
 never relied on (the forwarding register covers it), so any BRAM read-during-write mode works.
+The synapse memory has a single port (:class:`~neurotile.hdl.spram.SinglePortMemory`): the
+synapse unit only reads it, in the SPIKE phase, and the host reads and writes it only between
+steps, so they never meet; with ``arch.synapse_ram == "spram"`` it is built from the iCE40
+UltraPlus SPRAMs (yosys infers only EBRs from a ``Memory``), elsewhere it is a ``Memory``.
 Measured with YoWASP (yosys 0.70 + nextpnr 0.11), every port behind registers:
 
 - ``ecp5-85f`` profile on an ECP5-85F: ~2200 LUT4, ~1250 flip-flops, 14 DP16KD, 42 distributed-RAM
   slices (the small memories), 4 MULT18X18D (loihi mode; 0 in shift mode); ~80 MHz, limited by
   BRAM clock-to-out of the synapse word -> delay slot -> accumulator read address.
-- ``ice40up5k`` profile on an iCE40UP5K: 33 SB_RAM40_4K, 3 more than the device has (the 4096 x
-  20-bit synapse memory alone takes 20); yosys does not infer the SPRAMs, so that memory needs an
-  explicit ``SB_SPRAM256KA`` wrapper on this board. With ``synapses_per_core=2048``: ~2500 logic
-  cells, 23 EBR, 4 SB_MAC16, 40 MHz.
+- ``ice40up5k`` profile on an iCE40UP5K (16384 synapses in 2 SB_SPRAM256KA, 16-bit per-step
+  counters, FIFOs of depth 1): in the iCEBreaker board design a core with its router takes
+  about 2390 logic cells (the 1x1 design 5114 of 5280 after place and route, the 2x1 7507
+  packed), 17 EBR with the profile table in EBR (the board build's ``ram_style``), 2 SPRAM and
+  4 SB_MAC16. The 1x1 design reaches 22.1 MHz (docs/boards.md). In block RAM the 16384 x
+  20-bit synapse memory alone would need 80 of the 30 EBRs (4096 synapses: 20).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
@@ -70,6 +76,7 @@ from ..compiler.errors import ImageError, NeurotileTypeError
 from ..compiler.image import CORE_TABLES, CoreImage
 from ..emulator.result import COUNTERS_PER_CORE
 from .neuron import NeuronDatapath
+from .spram import SinglePortMemory
 
 __all__ = ["NeuronCore", "ConfigSignature", "CFG_MEMORIES", "CFG_TARGETS", "REGISTERS",
            "CORE_COUNTERS", "COUNTER_BITS", "memory_depths", "counter_layout", "FLAG_LAYOUT"]
@@ -82,7 +89,8 @@ CFG_TARGETS = CFG_MEMORIES + ("regs",)
 REGISTERS = ("n_neurons", "n_axons", "flags")
 #: Per-step counters of a core: the functional ones of section 8, then the two cycle-level ones.
 CORE_COUNTERS = COUNTERS_PER_CORE + ("fanout_busy", "syn_busy")
-#: Width of the counters that are not bounded by N (they wrap).
+#: Width of the counters that are not bounded by N (they wrap) with the default
+#: ``Arch.counter_bits``; ``counter_layout`` uses the arch's.
 COUNTER_BITS = 32
 #: The sticky flags a core raises, in the bit order of ``emulator.state.FLAGS``.
 FLAG_LAYOUT = data.StructLayout({"bad_axon": 1, "acc_sat": 1})
@@ -98,9 +106,9 @@ def memory_depths(arch):
 
 def counter_layout(arch):
     """Layout of the ``counters`` output: ``updates`` and ``spikes`` count to N, the rest wrap at
-    2^:data:`COUNTER_BITS`."""
+    ``2^arch.counter_bits``."""
     narrow = arch.count_bits(arch.neurons_per_core)
-    return data.StructLayout({name: narrow if name in ("updates", "spikes") else COUNTER_BITS
+    return data.StructLayout({name: narrow if name in ("updates", "spikes") else arch.counter_bits
                               for name in CORE_COUNTERS})
 
 
@@ -270,10 +278,17 @@ class NeuronCore(wiring.Component):
         # -- memories ------------------------------------------------------------------------------
         rd, wr = {}, {}
         for name in CFG_MEMORIES:
+            if name == "synapse":
+                continue
             mem = Memory(shape=lay[name], depth=self.depths[name], init=self._init.get(name, []))
             m.submodules[f"mem_{name}"] = mem
             wr[name] = mem.write_port()
             rd[name] = mem.read_port()
+        # The synapse memory has one port (SPRAM on iCE40 UltraPlus when arch.synapse_ram says
+        # so): the synapse unit reads it during SPIKE, the host reads and writes it between steps.
+        syn_mem = m.submodules.mem_synapse = SinglePortMemory(
+            lay.synapse, self.depths["synapse"], init=self._init.get("synapse", []),
+            kind=a.synapse_ram)
         host_we = {name: cfg.we & (cfg.sel == k) for k, name in enumerate(CFG_TARGETS)}
         host_re = {name: cfg.re & (cfg.sel == k) for k, name in enumerate(CFG_TARGETS)}
 
@@ -405,7 +420,7 @@ class NeuronCore(wiring.Component):
         s1_valid = Signal()                                 # a synapse entered last cycle
         m.d.comb += [
             rd["axon"].addr.eq(head.index),
-            rd["synapse"].addr.eq(sy_ptr),
+            syn_mem.addr.eq(sy_ptr),
         ]
         m.d.sync += s1_valid.eq(0)
         with m.FSM(init="IDLE", name="synapse") as sy_fsm:
@@ -436,7 +451,7 @@ class NeuronCore(wiring.Component):
 
         # -- accumulate pipeline ------------------------------------------------------------------------
         # Stage 1 (q + 1): decode the synapse word, read the accumulator.
-        syn = rd["synapse"].data
+        syn = syn_mem.r_data
         s1_addr = Signal(nb + slot_bits)
         m.d.comb += s1_addr.eq(acc_addr(syn.target, slot1 + syn.delay))
         s2_valid = Signal()
@@ -480,6 +495,12 @@ class NeuronCore(wiring.Component):
 
         # -- host configuration port (overrides the engines' port assignments above) -----------
         for name in CFG_MEMORIES:
+            if name == "synapse":
+                # Only the host writes it: the data needs no select (and no decode in its path).
+                m.d.comb += syn_mem.w_data.eq(cfg.data)
+                with m.If(host_we[name] | host_re[name]):
+                    m.d.comb += [syn_mem.addr.eq(cfg.addr), syn_mem.w_en.eq(host_we[name])]
+                continue
             with m.If(host_we[name]):
                 m.d.comb += [wr[name].addr.eq(cfg.addr), wr[name].data.eq(cfg.data),
                              wr[name].en.eq(1)]
@@ -502,7 +523,8 @@ class NeuronCore(wiring.Component):
         with m.Switch(r_sel):
             for k, name in enumerate(CFG_MEMORIES):
                 with m.Case(k):
-                    m.d.comb += cfg.rdata.eq(rd[name].data)
+                    m.d.comb += cfg.rdata.eq(syn_mem.r_data if name == "synapse"
+                                             else rd[name].data)
             with m.Default():
                 m.d.comb += cfg.rdata.eq(r_regs)
         return m

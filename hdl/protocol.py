@@ -200,7 +200,8 @@ def counter_map(arch):
     ``flags`` (bit i = ``FLAGS[i]``) and ``flag_step.<flag>`` (the step each flag was first raised,
     0xFFFFFFFF if never). Then, for core c = y * mesh_w + x, ``core<c>.<counter>`` for the per-core
     counters and ``core<c>.link.<port>`` for the five output ports of the core's router. Every
-    value is the one of the last step run; 32-bit counters wrap.
+    value is the one of the last step run. ``step`` and ``flag_step`` wrap at 2^32, the per-step
+    counters at ``2^arch.counter_bits`` (zero-extended to a word).
     """
     _check_arch(arch)
     chip = (("step",) + COUNTERS_CHIP + _CYCLE_CHIP + ("flags",)

@@ -63,6 +63,20 @@ def test_dict_and_json_round_trip():
     assert '"decay_mode": "shift"' in a.to_json()
 
 
+def test_the_ice40_profile_keeps_synapses_in_spram_with_16_bit_counters_and_round_trips():
+    a = nt.Arch.profile("ice40up5k")
+    assert (a.synapse_ram, a.synapses_per_core, a.counter_bits) == ("spram", 16384, 16)
+    assert nt.Arch.from_dict(a.to_dict()) == a
+    # Every other profile keeps the defaults: block RAM and 32-bit counters.
+    for name in ("large", "ecp5-85f"):
+        assert (nt.Arch.profile(name).synapse_ram, nt.Arch.profile(name).counter_bits) == \
+            ("bram", 32)
+    # An Arch saved before the two fields existed loads with their defaults.
+    old = nt.Arch.profile("ecp5-85f").to_dict()
+    del old["synapse_ram"], old["counter_bits"]
+    assert nt.Arch.from_dict(old) == nt.Arch.profile("ecp5-85f")
+
+
 def test_from_dict_errors():
     with pytest.raises(nt.NeurotileTypeError, match=r"^Arch\.from_dict needs a dict, not list$"):
         nt.Arch.from_dict([])
@@ -81,6 +95,10 @@ def test_from_dict_errors():
     ("max_delay", 12, r"Arch\.max_delay must be a power of two, not 12"),
     ("decay_mode", "exp", r"Arch\.decay_mode must be one of 'loihi', 'shift', not 'exp'"),
     ("reset_mode", "hold", r"Arch\.reset_mode must be one of 'zero', 'subtract', not 'hold'"),
+    ("synapse_ram", "ebr", r"Arch\.synapse_ram must be one of 'bram', 'spram', not 'ebr'"),
+    ("synapse_ram", None, r"Arch\.synapse_ram must be one of 'bram', 'spram', not None"),
+    ("counter_bits", 8, r"Arch\.counter_bits must be between 16 and 32, not 8"),
+    ("counter_bits", 64, r"Arch\.counter_bits must be between 16 and 32, not 64"),
 ])
 def test_value_errors(field, value, msg):
     with pytest.raises(nt.ArchError, match="^" + msg + "$"):

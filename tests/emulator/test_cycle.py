@@ -553,3 +553,49 @@ def test_errors_are_reported_and_change_nothing():
     with pytest.raises(EmulatorError, match="step 1 injects 3 input packets.*host_in_depth"):
         engine.run(state, ch)
     assert state.equals(ChipState.from_image(image))
+
+
+def big_step_image(arch, k, n_axons):
+    """1x1: neuron 0 fires every step and sends ``n_axons`` packets to its own core, each with
+    ``k`` weight-0 synapses onto neuron 1 (which never fires): ``n_axons * k`` synops a step."""
+    return T.hand_image(
+        arch,
+        [dict(pop="src", core=(0, 0), du=4095, vth=0, bias_mant=1,
+              fanout=[(0, 0, 0, a) for a in range(n_axons)]),
+         dict(pop="dst", core=(0, 0), du=4095, vth=(1 << 17) - 1)],
+        axons={(0, 0): [[(1, 0, 1, 0)] * k for _ in range(n_axons)]})
+
+
+def test_counters_wrap_at_counter_bits_in_every_engine():
+    # 3 packets of 25000 synapses: 75000 synops a step, and the synapse unit needs 75003 SPIKE
+    # cycles (2 per packet and 1 per synapse, plus the pipeline and the barrier). With 16-bit
+    # counters every engine reports each count modulo 2^16; with 32 bits the exact counts.
+    base = nt.Arch(mesh_w=1, mesh_h=1, axons_per_core=4, synapses_per_core=75000,
+                   fanout_per_core=4, max_delay=2)
+    wide = big_step_image(base, 25000, 3)
+    narrow = big_step_image(base.replace(counter_bits=16), 25000, 3)
+    channels = np.zeros((2, 0), bool)
+    exact, _, _ = run_cycle(wide, channels)
+    assert exact.counters["synops"].tolist() == [[75000]] * 2
+    assert exact.counters["spike_cycles"].min() > 1 << 16
+    # Each engine says that a count wrapped (the first: counter, step, true and reported count).
+    wrapped = r"counted \d+, which the chip's 16-bit register reports as \d+"
+    with pytest.warns(nt.NeurotileWarning, match=wrapped):
+        runs = {"cycle": run_cycle(narrow, channels)[0]}
+    with pytest.warns(nt.NeurotileWarning, match=wrapped):
+        runs["reference"] = ReferenceEngine(narrow).run(ChipState.from_image(narrow), channels)
+    if FunctionalEngine is not None:
+        with pytest.warns(nt.NeurotileWarning, match=r"counter 'synops' of step 0 .*counted "
+                          r"75000, which the chip's 16-bit register reports as 9464"):
+            runs["functional"] = FunctionalEngine(narrow).run(ChipState.from_image(narrow),
+                                                              channels)
+    assert runs["cycle"].counters["synops"].tolist() == [[75000 - 65536]] * 2
+    for mode, run in runs.items():
+        for name, value in run.counters.items():
+            np.testing.assert_array_equal(value, exact.counters[name] & 0xFFFF,
+                                          err_msg=f"{mode}: {name}")
+    # The step timeout still counts every SPIKE-phase cycle (section 8): 2^16 + 1 is exceeded.
+    timed = big_step_image(base.replace(counter_bits=16, step_timeout=(1 << 16) + 1), 25000, 3)
+    with pytest.warns(nt.NeurotileWarning, match=wrapped):
+        _, state, _ = run_cycle(timed, channels)
+    assert state.flag_step["step_timeout"] == 0

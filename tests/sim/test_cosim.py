@@ -58,9 +58,15 @@ ARCHS = {
     # a row, shift decay with reset to zero, 6-bit weights, delays 1..2
     "2x1": nt.Arch(mesh_w=2, mesh_h=1, **{**_SMALL, "max_delay": 2}, fifo_depth=2,
                    core_fifo_depth=1, weight_bits=6, decay_mode="shift", name="cosim-2x1"),
+    # the ice40up5k profile's 16-bit counters and single-port synapse memory, a synapse memory
+    # big enough for steps whose counts pass 2^16, and a step_timeout just above 2^16
+    "1x1-c16": nt.Arch(mesh_w=1, mesh_h=1, **{**_SMALL, "synapses_per_core": 75000},
+                       counter_bits=16, synapse_ram="spram", step_timeout=(1 << 16) + 1,
+                       name="cosim-1x1-c16"),
 }
 #: Population sizes of the random networks: several cores of each mesh.
-SIZES = {"2x2": (20, 16, 12), "1x1": (14, 10), "3x2": (30, 24, 20), "2x1": (12, 10)}
+SIZES = {"2x2": (20, 16, 12), "1x1": (14, 10), "3x2": (30, 24, 20), "2x1": (12, 10),
+         "1x1-c16": (9, 7)}
 
 
 class Chips:
@@ -195,6 +201,31 @@ def test_heavy_congestion_matches(chips, name):
     expected, _ = check(chips, name, nt.compile(case.network, ARCHS[name]), case.inputs,
                         case.steps)
     assert expected.counters["spike_cycles"].max() > 64
+
+
+@pytest.mark.parametrize("k, timed_out", [(25000, True), (20000, False)])
+def test_16_bit_counters_wrap_like_the_emulator_and_the_timeout_counts_on(chips, k, timed_out):
+    # Neuron 0 fires every step and sends 3 packets to its own core, each with k weight-0
+    # synapses: 3k synops and about 3k SPIKE-phase cycles a step. At k = 25000 the counts pass
+    # 2^16 (the chip reports them modulo 2^16, as the emulator does) and the SPIKE phase the
+    # step_timeout of 2^16 + 1; at k = 20000 neither.
+    arch = ARCHS["1x1-c16"]
+    image = hand_image(
+        arch,
+        [dict(pop="src", core=(0, 0), du=4095, vth=0, bias_mant=1,
+              fanout=[(0, 0, 0, a) for a in range(3)]),
+         dict(pop="dst", core=(0, 0), du=4095, vth=(1 << 17) - 1)],
+        axons={(0, 0): [[(1, 0, 1, 0)] * k for _ in range(3)]},
+        inputs={"in": [[(0, 0, 0)]]})                      # one channel, never active
+    if timed_out:                               # (the emulator says that the counts wrapped)
+        with pytest.warns(nt.NeurotileWarning, match="16-bit register"):
+            expected, got = check(chips, "1x1-c16", image, {"in": np.zeros((3, 1), bool)}, 3,
+                                  validate=False)
+    else:
+        expected, got = check(chips, "1x1-c16", image, {"in": np.zeros((3, 1), bool)}, 3,
+                              validate=False)
+    assert expected.counters["synops"].tolist() == [[3 * k % (1 << 16)]] * 3
+    assert (expected.flag_step["step_timeout"] == 0) is timed_out
 
 
 def test_step_timeout_is_raised_in_the_same_step(chips):
