@@ -54,5 +54,4 @@ class ToolchainError(NeurotileError):
 
 class NeurotileWarning(UserWarning):
     """Something the user should know that is not an error: a result that is exact but not what
-    they may assume (a counter that wrapped like the chip's register, a float model that a graph
-    leaves ambiguous)."""
+    they may assume (a per-step counter that wrapped, as the chip's register does)."""
