@@ -277,7 +277,7 @@ class HostPort(wiring.Component):
             bus.run.payload.n_inject.eq(level),
         ]
 
-        # -- request checks ---------------------------------------------------------------------------
+        # -- request checks ------------------------------------------------------------------------
         # These mirror protocol.check_request, which states the rules. A three-stage pipeline runs
         # every cycle from the frame registers (cmd, length, arg: final from the CRC state on;
         # `level` only changes after CHECK): stage 1 decodes the command, the range checks and the
