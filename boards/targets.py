@@ -106,6 +106,10 @@ class Target:
         Default UART baud rate.
     toolchain : str or None
         ``toolchain=`` argument of the platform, if not its default.
+    registered_bus : bool
+        Register the chip's host bus at the chip and at every core (``registered_bus`` of
+        :class:`~neurotile.hdl.chip.Chip`): off only where the device is too small for the
+        extra flip-flops.
     notes : str
         Board facts worth knowing (printed by ``neurotile build``).
     """
@@ -132,6 +136,7 @@ class Target:
     reset_button: tuple = ("button", 0)
     baud: int = 115200
     toolchain: str = None
+    registered_bus: bool = True
     notes: str = ""
 
     def __post_init__(self):
@@ -198,6 +203,9 @@ TARGETS = {t.name: t for t in [
         synth_opts="-dsp",
         # The 4 x 57-bit profile table in 4 EBRs rather than 228 flip-flops and their read mux.
         block=("mem_profile",),
+        # The registered host bus costs about 300 flip-flops; the 1x1 leaves 166 cells free and
+        # its one core is close to the host port anyway.
+        registered_bus=False,
         leds=(("led_g", 0), ("led_r", 0)), reset_button=("button", 0),
         notes="12 MHz oscillator; FTDI FT2232H channel B is the UART (pins 6/9); user button "
               "resets the chip; green LED heartbeat, red LED error. Each core's synapse memory "

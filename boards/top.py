@@ -121,6 +121,8 @@ class BoardCore(wiring.Component):
         Clock cycles per bit, instead of ``clk_hz / baud`` (simulation uses 4..16).
     frame_timeout, max_payload : int
         Host port parameters (:class:`~neurotile.hdl.chip.Chip`).
+    registered_bus : bool
+        The chip's host-bus registers (:class:`~neurotile.hdl.chip.ChipEngine`).
     heartbeat_hz : float
         Blink rate of the heartbeat LED.
 
@@ -141,14 +143,15 @@ class BoardCore(wiring.Component):
 
     def __init__(self, arch, image=None, *, clk_hz=12e6, baud=DEFAULT_BAUD, divisor=None,
                  frame_timeout=DEFAULT_FRAME_TIMEOUT, max_payload=P.DEFAULT_MAX_PAYLOAD,
-                 heartbeat_hz=1.0):
+                 registered_bus=True, heartbeat_hz=1.0):
         try:
             if not heartbeat_hz > 0:
                 raise NeurotileValueError(f"heartbeat_hz must be positive, not {heartbeat_hz!r}")
             self.divisor = uart_divisor(clk_hz, baud) if divisor is None else divisor
             self.rx = UARTRx(self.divisor)
             self.tx = UARTTx(self.divisor)
-            self.chip = Chip(arch, image, frame_timeout=frame_timeout, max_payload=max_payload)
+            self.chip = Chip(arch, image, frame_timeout=frame_timeout, max_payload=max_payload,
+                             registered_bus=registered_bus)
         except Exception:
             for part in (self, getattr(self, "rx", None), getattr(self, "tx", None)):
                 if part is not None:
@@ -242,7 +245,8 @@ class BoardTop(wiring.Component):
         m = Module()
         t = self.target
         self.core = core = BoardCore(self.arch, self.image, clk_hz=platform.default_clk_frequency,
-                                     baud=self.baud, max_payload=self.max_payload)
+                                     baud=self.baud, max_payload=self.max_payload,
+                                     registered_bus=t.registered_bus)
         uart = platform.request(*t.uart, dir="-")
         m.submodules.uart_rx_pin = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_pin = tx = io.Buffer("o", uart.tx)

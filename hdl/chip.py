@@ -7,6 +7,8 @@ Two components:
   step controller and barrier of docs/architecture.md section 7, the host injector, the input and
   output packet buffers, and the counters and sticky flags of section 8. Test benches drive its bus
   directly (one transaction per memory word, register or buffer entry).
+  With ``registered_bus`` (the default), the bus is registered at the chip and at every core
+  in both directions, so no host-bus path spans the mesh.
 - :class:`Chip` is the top level: a :class:`~neurotile.hdl.hostport.HostPort` in front of a
   :class:`ChipEngine`, so the chip is driven only through the byte streams ``rx`` and ``tx`` with the
   framed protocol of :mod:`neurotile.hdl.protocol`.
@@ -22,7 +24,11 @@ A RUN request of ``steps`` steps runs them back to back; each step is::
 
 so a step lasts ``STEP_OVERHEAD + U + p_q + BARRIER_LATENCY`` cycles. Quiescence in cycle p is the
 AND, in that cycle, of every core's ``idle``, every router's ``idle`` and the host injector being
-DONE, all of which are registers (the state at the start of p). ``spike_cycles`` counts the
+DONE, all of which are registers (the state at the start of p). The controller sees it through
+one more register, in cycle p_q + 1, the barrier's second cycle: quiescence lasts once reached
+(nothing is left to move a packet), so the step's length is the same. The cores' and routers'
+flags and the hop count reach it through a register too; all of them are final before p_q.
+``spike_cycles`` counts the
 cycles the controller spends in SPIKE and BARRIER; ``update_cycles`` (always U) and ``cycles``
 (``1 + U + spike_cycles``) follow from it and are not registers of their own.
 
@@ -78,8 +84,8 @@ if (tuple(P.MEMORIES) != tuple(CFG_TARGETS[:len(P.MEMORIES)])
         or tuple(FLAGS[:2]) != ("bad_axon", "acc_sat")):          # pragma: no cover
     raise RuntimeError("hdl/protocol.py and hdl/core.py disagree on memory or register ids")
 # The controller has one OVERHEAD state and counts the barrier from the quiescent cycle on.
-if Arch.STEP_OVERHEAD != 1 or Arch.BARRIER_LATENCY < 1:                 # pragma: no cover
-    raise RuntimeError("ChipEngine implements STEP_OVERHEAD = 1 and BARRIER_LATENCY >= 1")
+if Arch.STEP_OVERHEAD != 1 or Arch.BARRIER_LATENCY < 2:                 # pragma: no cover
+    raise RuntimeError("ChipEngine implements STEP_OVERHEAD = 1 and BARRIER_LATENCY >= 2")
 
 
 class ChipEngine(wiring.Component):
@@ -91,13 +97,21 @@ class ChipEngine(wiring.Component):
     image : ChipImage, optional
         Initial memory and register contents of every core (zeros if omitted); it must be compiled
         for ``arch``. The input buffer starts empty, the step counter at 0, the flags clear.
+    registered_bus : bool
+        Register the host bus twice on the way to every core (at the chip, then at the core) and
+        twice on the way back (at the core, then the answer). A write then lands 2 cycles after
+        it is accepted and a read is answered after 5 instead of 1, and no host-bus path spans
+        the mesh: large meshes need it to reach their clock. Off, the chip is smaller (about 300
+        flip-flops on one core), which the iCE40UP5K needs. No step is timed from the bus, so
+        the chip computes the same either way.
 
     Members
     -------
     bus : ``In(HostBusSignature(arch))``
         The host bus (targets, timing: :class:`~neurotile.hdl.hostport.HostBusSignature`). Requests
-        are accepted (``req.ready``) and RUN requests (``run.ready``) only while no step runs; a
-        read is answered in the cycle after it is accepted.
+        are accepted (``req.ready``) only while no step runs, RUN requests (``run.ready``) only
+        while no step runs and no write is on its way; a read is answered 1 cycle after it is
+        accepted, or 5 with ``registered_bus``.
     running : ``Out(1)``
         A RUN is in progress.
     mesh : Mesh
@@ -111,7 +125,10 @@ class ChipEngine(wiring.Component):
         ``image`` was compiled for another architecture or does not fit it.
     """
 
-    def __init__(self, arch, image=None):
+    #: Cycles from accepting a read to its answer, without and with ``registered_bus``.
+    READ_LATENCY = {False: 1, True: 5}
+
+    def __init__(self, arch, image=None, *, registered_bus=True):
         try:
             check_image(arch, image)
             self.mesh = Mesh(arch, image)
@@ -119,6 +136,7 @@ class ChipEngine(wiring.Component):
             self._MustUse__silence = True
             raise
         self.arch = arch
+        self.registered_bus = bool(registered_bus)
         super().__init__({
             "bus": In(HostBusSignature(arch)),
             "running": Out(1),
@@ -178,7 +196,7 @@ class ChipEngine(wiring.Component):
         # -- step controller -------------------------------------------------------------------------
         U, B = a.update_cycles, a.BARRIER_LATENCY
         ucnt = Signal(range(U))
-        bcnt = Signal(range(max(B, 2)))
+        bcnt = Signal(range(max(B - 1, 2)))
         T = a.step_timeout
         # SPIKE-phase cycles until T: `spike_cycles` (it counts the same cycles), extended by
         # `to_ext`, which counts its wraps when T >= 2^counter_bits. Once the count reaches T,
@@ -188,13 +206,20 @@ class ChipEngine(wiring.Component):
         to_cnt = count["spike_cycles"] if to_ext is None else Cat(count["spike_cycles"], to_ext)
         to_hit = Signal()
         inj_done = Signal()
-        quiet = Signal()
-        m.d.comb += quiet.eq(mesh.idle & inj_done)
-        core_flag = {f: _any(mesh.flags[c][f] for c in range(n)) for f in ("bad_axon", "acc_sat")}
+        run_ready = Signal()
+        # Quiescence and the flags come from every core and router: the controller sees them a
+        # cycle late, through registers, and the barrier is one cycle shorter to match (the
+        # condition and the flags cannot change once the mesh is quiescent, section 7).
+        quiet = Signal()                                   # the mesh was quiescent last cycle
+        m.d.sync += quiet.eq(mesh.idle & inj_done)
+        core_flag = {f: Signal(name=f"any_{f}") for f in ("bad_axon", "acc_sat")}
+        any_bad_route = Signal()
+        m.d.sync += [core_flag[f].eq(_any(mesh.flags[c][f] for c in range(n))) for f in core_flag]
+        m.d.sync += any_bad_route.eq(mesh.bad_route)
         timed_out = Signal()
         m.d.comb += timed_out.eq(to_hit | (to_cnt == T))
         sources = {"bad_axon": core_flag["bad_axon"], "acc_sat": core_flag["acc_sat"],
-                   "step_timeout": timed_out, "bad_route": mesh.bad_route}
+                   "step_timeout": timed_out, "bad_route": any_bad_route}
 
         def spike_cycle():
             m.d.sync += count["spike_cycles"].eq(count["spike_cycles"] + 1)
@@ -218,8 +243,8 @@ class ChipEngine(wiring.Component):
 
         with m.FSM(init="IDLE", name="ctrl") as ctrl:
             with m.State("IDLE"):
-                m.d.comb += [bus.run.ready.eq(1), bus.req.ready.eq(1)]
-                with m.If(bus.run.valid):
+                m.d.comb += [bus.run.ready.eq(run_ready), bus.req.ready.eq(1)]
+                with m.If(bus.run.valid & run_ready):
                     m.d.sync += [steps_left.eq(bus.run.payload.steps),
                                  inj_n.eq(bus.run.payload.n_inject),
                                  n_output.eq(0), out_dropped.eq(0), offset.eq(0)]
@@ -240,11 +265,11 @@ class ChipEngine(wiring.Component):
                     m.next = "SPIKE"
             with m.State("SPIKE"):
                 spike_cycle()
-                with m.If(quiet):
-                    if B <= 1:
+                with m.If(quiet):                          # p_q + 1, the barrier's second cycle
+                    if B == 2:
                         end_step()
                     else:
-                        m.d.sync += bcnt.eq(B - 2)
+                        m.d.sync += bcnt.eq(B - 3)
                         m.next = "BARRIER"
             with m.State("BARRIER"):
                 spike_cycle()
@@ -300,7 +325,10 @@ class ChipEngine(wiring.Component):
                 m.d.sync += out_dropped.eq(out_dropped + 1)
 
         # -- link and hop counters ------------------------------------------------------------------
-        m.d.sync += count["hops"].eq(count["hops"] + mesh.hop_count)
+        # The hop count is a sum over every router: it reaches the counter a cycle late (its last
+        # hops precede quiescence, so the step's count is complete when the step ends).
+        hops = Signal.like(mesh.hop_count)
+        m.d.sync += [hops.eq(mesh.hop_count), count["hops"].eq(count["hops"] + hops)]
         for c in range(n):
             for o in range(NUM_PORTS):
                 if link[c][o] is not None:
@@ -310,36 +338,61 @@ class ChipEngine(wiring.Component):
             m.d.sync += [count[name].eq(0) for name in COUNTERS_CHIP]
             m.d.sync += [s.eq(0) for row in link for s in row if s is not None]
 
-        # -- host bus: writes ------------------------------------------------------------------------
+        # -- host bus (see the class docstring for its stages) --------------------------------------
+        # A request moves through up to four register stages: A (at the chip, after the accept),
+        # B (one per unit: every core, and the chip's own registers and buffers), the read (one
+        # cycle in the unit: its memory port or a register loaded with the counter word), C (the
+        # answer, one per unit, zero unless the unit was read) and D (the OR of the answers).
+        # With `registered_bus` off, A, B, C and D are wires and a read is answered in the cycle
+        # after it is accepted; on, no path crosses the mesh without a register at each end.
+        staged = self.registered_bus
+
+        def stage(value, name):
+            if not staged:
+                return value
+            reg = Signal(len(value), name=name)
+            m.d.sync += reg.eq(value)
+            return reg
+
         accept = Signal()
         m.d.comb += accept.eq(bus.req.valid & bus.req.ready)
-        is_core = req.target <= tid["core_reg"]
-        reg_sel = CFG_TARGETS.index("regs")
-        clear_flags = Signal()
-        m.d.comb += clear_flags.eq(accept & req.we & (req.target == tid["chip_reg"])
-                                   & (req.addr == P.register("flags").addr))
-        for c in range(n):
-            cfg = mesh.cfg[c]
-            mine = accept & is_core & (req.core == c)
-            m.d.comb += [
-                cfg.sel.eq(req.target), cfg.addr.eq(req.addr), cfg.data.eq(req.data),
-                cfg.we.eq(mine & req.we), cfg.re.eq(mine & ~req.we),
-            ]
-            with m.If(clear_flags):                        # broadcast: core flags <- 0
-                m.d.comb += [cfg.sel.eq(reg_sel), cfg.addr.eq(CORE_REGISTERS.index("flags")),
-                             cfg.data.eq(0), cfg.we.eq(1)]
-        m.d.comb += mesh.clear_routes.eq(clear_flags)
-        with m.If(clear_flags):
-            m.d.sync += [flags.eq(0)] + [s.eq(NEVER) for s in flag_step]
-        with m.If(accept & req.we & (req.target == tid["chip_reg"])
-                  & (req.addr == P.register("step").addr)):
-            m.d.sync += t.eq(req.data)
-        m.d.comb += [
-            inj_wr.addr.eq(req.addr), inj_wr.data.eq(req.data),
-            inj_wr.en.eq(accept & req.we & (req.target == tid["inject"])),
-        ]
+        a_valid = stage(accept, "bus_a_valid")
+        a_we = stage(req.we, "bus_a_we")
+        a_target = stage(req.target, "bus_a_target")
+        a_core = stage(req.core, "bus_a_core")
+        a_addr = stage(req.addr, "bus_a_addr")
+        a_data = stage(req.data, "bus_a_data")
+        a_read = a_valid & ~a_we
+        a_chip_reg = a_target == tid["chip_reg"]
+        a_counter = a_target == tid["counter"]
+        counter_names = P.counter_map(a)
+        n_chip_words = next(k for k, name in enumerate(counter_names) if name.startswith("core"))
+        words_per_core = (len(counter_names) - n_chip_words) // n
 
-        # -- host bus: reads (answered in the next cycle) ---------------------------------------------
+        # Stage B, chip: its registers, the inject buffer, the output buffer, the chip counters.
+        clear_flags = a_valid & a_we & a_chip_reg & (a_addr == P.register("flags").addr)
+        b_clear = stage(clear_flags, "bus_b_clear_flags")
+        b_set_step = stage(a_valid & a_we & a_chip_reg & (a_addr == P.register("step").addr),
+                           "bus_b_set_step")
+        b_inject = stage(a_valid & a_we & (a_target == tid["inject"]), "bus_b_inject")
+        b_read_out = stage(a_read & (a_target == tid["output"]), "bus_b_read_output")
+        b_read_word = stage(a_read & (a_chip_reg | (a_counter & (a_addr < n_chip_words))),
+                            "bus_b_read_word")
+        b_word_counter = stage(a_counter, "bus_b_counter")
+        b_addr = stage(a_addr, "bus_b_addr")
+        b_data = stage(a_data, "bus_b_data")
+        b_read = stage(a_read, "bus_b_read")
+        m.d.comb += mesh.clear_routes.eq(b_clear)
+        with m.If(b_clear):
+            m.d.sync += [flags.eq(0)] + [s.eq(NEVER) for s in flag_step]
+        with m.If(b_set_step):
+            m.d.sync += t.eq(b_data)
+        m.d.comb += [inj_wr.addr.eq(b_addr), inj_wr.data.eq(b_data), inj_wr.en.eq(b_inject),
+                     out_rd.addr.eq(b_addr)]
+        # A RUN starts only once every write is done (they land in stage B), so its first step
+        # never meets a configuration write.
+
+        # Read cycle, chip: the chip word (registers and chip counters), the output buffer entry.
         values = {"step": t, "flags": flags}
         values.update({name: count[name] for name in count})
         values["update_cycles"] = Mux(stepped, U % (1 << cbits), 0)
@@ -353,42 +406,64 @@ class ChipEngine(wiring.Component):
             values[f"core{c}.link.L"] = mesh.counters[c]["packets_in"]
         values["core0.link.W"] = count["host_out"]
         chip_regs = {"step": t, "flags": flags, "n_output": n_output, "out_dropped": out_dropped}
-
-        r_valid = Signal()
-        r_kind = Signal(2)                                 # 0 core, 1 output buffer, 2 word
-        r_core = Signal.like(req.core)
-        r_word = Signal(WORD_BITS)
-        read = accept & ~req.we
-        m.d.sync += r_valid.eq(read)
-        m.d.comb += out_rd.addr.eq(req.addr)
-        with m.If(read):
-            m.d.sync += r_core.eq(req.core)
-            with m.If(is_core):
-                m.d.sync += r_kind.eq(0)
-            with m.Elif(req.target == tid["output"]):
-                m.d.sync += r_kind.eq(1)
+        r_word = Signal(WORD_BITS)                         # zero unless the chip word was read
+        r_out = Signal()
+        m.d.sync += [r_word.eq(0), r_out.eq(b_read_out)]
+        with m.If(b_read_word):
+            with m.If(b_word_counter):
+                with m.Switch(b_addr):
+                    # One word per counter_map() name, in its order (the map is the spec).
+                    for k in range(n_chip_words):
+                        with m.Case(k):
+                            m.d.sync += r_word.eq(values[counter_names[k]])
             with m.Else():
-                m.d.sync += r_kind.eq(2)
-            with m.Switch(req.target):
-                with m.Case(tid["chip_reg"]):
-                    with m.Switch(req.addr):
-                        for r in P.CHIP_REGISTERS:
-                            with m.Case(r.addr):
-                                m.d.sync += r_word.eq(chip_regs[r.name])
-                with m.Case(tid["counter"]):
-                    with m.Switch(req.addr):
-                        # One word per counter_map() name, in its order (the map is the spec).
-                        for k, name in enumerate(P.counter_map(a)):
-                            with m.Case(k):
-                                m.d.sync += r_word.eq(values[name])
-        core_rdata = Signal.like(bus.rdata)
-        with m.Switch(r_core):
-            for c in range(n):
-                with m.Case(c):
-                    m.d.comb += core_rdata.eq(mesh.cfg[c].rdata)
+                with m.Switch(b_addr):
+                    for r in P.CHIP_REGISTERS:
+                        with m.Case(r.addr):
+                            m.d.sync += r_word.eq(chip_regs[r.name])
+        answers = [stage(Mux(r_out, out_rd.data, 0) | r_word, "bus_c_chip")]
+
+        # Stages B, read and C of every core: its configuration port and its counter words.
+        b_writes = []
+        reg_sel = CFG_TARGETS.index("regs")
+        for c in range(n):
+            cfg = mesh.cfg[c]
+            mine = a_valid & (a_target <= tid["core_reg"]) & (a_core == c)
+            lo = n_chip_words + c * words_per_core
+            counted = a_read & a_counter & (a_addr >= lo) & (a_addr < lo + words_per_core)
+            b_we = stage(mine & a_we | clear_flags, f"bus_b_we_{c}")
+            b_re = stage(mine & ~a_we, f"bus_b_re_{c}")
+            b_counted = stage(counted, f"bus_b_counted_{c}")
+            # A host write of the chip flags clears every core's flags (a broadcast write).
+            b_sel = stage(Mux(clear_flags, reg_sel, a_target), f"bus_b_sel_{c}")
+            b_caddr = stage(Mux(clear_flags, CORE_REGISTERS.index("flags"), a_addr),
+                            f"bus_b_addr_{c}")
+            b_cdata = stage(Mux(clear_flags, 0, a_data), f"bus_b_data_{c}")
+            b_writes.append(b_we)
+            m.d.comb += [cfg.sel.eq(b_sel), cfg.addr.eq(b_caddr), cfg.data.eq(b_cdata),
+                         cfg.we.eq(b_we), cfg.re.eq(b_re)]
+            r_mem = Signal(name=f"bus_r_mem_{c}")
+            r_cnt = Signal(WORD_BITS, name=f"bus_r_counter_{c}")
+            m.d.sync += [r_mem.eq(b_re), r_cnt.eq(0)]
+            with m.If(b_counted):
+                with m.Switch(b_caddr):
+                    for k in range(lo, lo + words_per_core):
+                        with m.Case(k):
+                            m.d.sync += r_cnt.eq(values[counter_names[k]])
+            answers.append(stage(Mux(r_mem, cfg.rdata, 0) | r_cnt, f"bus_c_core_{c}"))
+
+        # A RUN starts only once every write has landed (in stage B), so that its first step
+        # never meets a configuration write.
+        m.d.comb += run_ready.eq(~(a_valid | _any(b_writes) | b_set_step | b_clear | b_inject)
+                                 if staged else 1)
+
+        # Stage D: the answer. A read is answered 1 + 4 * registered_bus cycles after it is
+        # accepted.
+        r_valid = Signal()
+        m.d.sync += r_valid.eq(b_read)
         m.d.comb += [
-            bus.rvalid.eq(r_valid),
-            bus.rdata.eq(Mux(r_kind == 0, core_rdata, Mux(r_kind == 1, out_rd.data, r_word))),
+            bus.rvalid.eq(stage(stage(r_valid, "bus_c_valid"), "bus_d_valid")),
+            bus.rdata.eq(stage(_any(answers), "bus_d_data")),
         ]
         return m
 
@@ -410,6 +485,8 @@ class Chip(wiring.Component):
         Idle cycles after which the host port drops a partial frame.
     max_payload : int
         The host port's payload buffer in bytes.
+    registered_bus : bool
+        See :class:`ChipEngine`.
 
     Members
     -------
@@ -427,13 +504,13 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, arch, image=None, *, frame_timeout=DEFAULT_FRAME_TIMEOUT,
-                 max_payload=P.DEFAULT_MAX_PAYLOAD):
+                 max_payload=P.DEFAULT_MAX_PAYLOAD, registered_bus=True):
         if not isinstance(arch, Arch):
             self._MustUse__silence = True
             raise NeurotileTypeError(f"arch must be an nt.Arch, not {arch!r}")
         try:
             self.host_port = HostPort(arch, frame_timeout=frame_timeout, max_payload=max_payload)
-            self.engine = ChipEngine(arch, image)
+            self.engine = ChipEngine(arch, image, registered_bus=registered_bus)
         except Exception:
             self._MustUse__silence = True
             raise

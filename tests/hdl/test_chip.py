@@ -169,9 +169,9 @@ class SimBytes(P.Transport):
         return out
 
 
-def bus_client(image):
+def bus_client(image, registered_bus=True):
     """A HostClient driving a simulated ChipEngine through the host port's model."""
-    sim = SimBus(ChipEngine(image.arch, image))
+    sim = SimBus(ChipEngine(image.arch, image, registered_bus=registered_bus))
     model = P.HostPortModel(image.arch, sim)
     return P.HostClient(P.LoopbackTransport(model), image.arch, timeout=600), sim
 
@@ -279,13 +279,14 @@ def busy(run, *names):
 
 # --- cycle-exactness against the CycleEngine -------------------------------------------------------
 
-@pytest.mark.parametrize("decay_mode, reset_mode, seed", [("loihi", "zero", 1),
-                                                          ("shift", "subtract", 2)])
-def test_2x2_mesh_matches_the_cycle_engine_step_by_step(decay_mode, reset_mode, seed):
+@pytest.mark.parametrize("decay_mode, reset_mode, seed, registered_bus",
+                         [("loihi", "zero", 1, True), ("shift", "subtract", 2, False)])
+def test_2x2_mesh_matches_the_cycle_engine_step_by_step(decay_mode, reset_mode, seed,
+                                                        registered_bus):
     arch = small_arch(decay_mode=decay_mode, reset_mode=reset_mode)
     image, channels = compiled(arch, seed, (20, 16), steps=6, rate=0.5)
     assert sum(c.n_neurons > 0 for c in image.cores) >= 3      # traffic between cores
-    client, _ = bus_client(image)
+    client, _ = bus_client(image, registered_bus)
     run = Run(image, client)
     run.steps(channels)
     run.check_state()
@@ -397,6 +398,54 @@ def test_flags_are_raised_with_their_first_step_and_cleared_by_the_host():
     run.steps(ch[5:])
     assert run.log[-1][0]["flag_step"] == {"bad_axon": 5, "acc_sat": -1, "step_timeout": -1,
                                            "bad_route": 5}
+
+
+@pytest.mark.parametrize("registered_bus", [False, True])
+def test_host_bus_answers_after_its_latency_and_a_run_waits_for_the_writes(registered_bus):
+    # Core 3's n_neurons is written and a RUN follows at once: the RUN is accepted only once the
+    # write has landed (2 cycles after it was accepted with registered_bus, at once without), so
+    # the step updates the 5 neurons written, not the 0 of the empty chip. A read of the
+    # `updates` counter is then answered exactly READ_LATENCY cycles after it was accepted.
+    arch = small_arch()
+    engine = ChipEngine(arch, registered_bus=registered_bus)
+    info = P.target_info(arch)
+    updates = P.counter_map(arch).index("core3.updates")
+    seen = {}
+
+    async def bench(ctx):
+        bus = engine.bus
+        ctx.set(bus.req.payload, {"target": info["core_reg"].id, "core": 3,
+                                  "addr": P.register("n_neurons").addr, "we": 1, "data": 5})
+        ctx.set(bus.req.valid, 1)
+        await ctx.tick().until(bus.req.ready)
+        ctx.set(bus.req.valid, 0)
+        ctx.set(bus.run.payload, {"steps": 1, "n_inject": 0})
+        ctx.set(bus.run.valid, 1)
+        waited = 0
+        while not ctx.get(bus.run.ready):
+            await ctx.tick()
+            waited += 1
+        seen["run_wait"] = waited
+        await ctx.tick()
+        ctx.set(bus.run.valid, 0)
+        await ctx.tick().until(bus.run_done)
+        ctx.set(bus.req.payload, {"target": info["counter"].id, "core": 0, "addr": updates,
+                                  "we": 0, "data": 0})
+        ctx.set(bus.req.valid, 1)
+        await ctx.tick()
+        ctx.set(bus.req.valid, 0)
+        cycles = 1
+        while not ctx.get(bus.rvalid):
+            await ctx.tick()
+            cycles += 1
+        seen["read"] = (cycles, ctx.get(bus.rdata))
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run_until(1e-3)
+    assert seen["run_wait"] == (2 if registered_bus else 0)
+    assert seen["read"] == (ChipEngine.READ_LATENCY[registered_bus], 5)
 
 
 def test_step_register_sets_the_accumulator_slot_like_the_emulator_step():
