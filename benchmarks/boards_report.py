@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/boards_report.py                           # every board, mesh search
     python benchmarks/boards_report.py --boards ulx3s-85f --mesh ulx3s-85f=2x2
     python benchmarks/boards_report.py --reuse       # rewrite the doc from an earlier run
+    python benchmarks/boards_report.py --boards ulx3s-85f --nextpnr-opts='--router router2'
 
 For each board it runs :func:`neurotile.boards.build.build` (largest mesh that fits and meets
 timing unless ``--mesh BOARD=WxH``) into ``<out>/<board>/`` and keeps the outcome in
@@ -13,9 +14,10 @@ the figures measured up to it. Then it rewrites the two generated parts of docs/
 list of boards (from the registry) and, between the ``boards_report`` markers, one row per
 board: the mesh, cores, neurons, synapses, LUT and block RAM use, Fmax against the board clock,
 peak synaptic operations per second (one synapse per clock per core) at the board clock and at
-Fmax, the tool time, and the outcome. Builds of the
-open flows take minutes each (a 4x4 ECP5-85F place and route is the longest); ``--reuse``
-regenerates the table without building.
+Fmax, the tool time, and the outcome. The table has a row for every board with an outcome in
+``<out>``, so boards can be built one at a time. Builds of the open flows take minutes each (a
+4x4 ECP5-85F place and route takes about an hour); ``--reuse`` regenerates the table without
+building.
 """
 
 import argparse
@@ -45,13 +47,14 @@ def parse_mesh_option(text):
     return board, (int(m.group(1)), int(m.group(2)))
 
 
-def run_board(name, mesh, out, timeout):
+def run_board(name, mesh, out, timeout, nextpnr_opts=""):
     """Build one board; return its outcome (a dict) and save it as outcome.json."""
     folder = out / name
     start = time.perf_counter()
-    outcome = {"board": name, "mesh_requested": None if mesh is None else list(mesh)}
+    outcome = {"board": name, "mesh_requested": None if mesh is None else list(mesh),
+               "nextpnr_opts": nextpnr_opts}
     try:
-        report = build(name, mesh, out=folder, timeout=timeout,
+        report = build(name, mesh, out=folder, timeout=timeout, nextpnr_opts=nextpnr_opts,
                        log=lambda line: print(f"  {line}", flush=True))
         outcome.update(status="ok", report=report.to_dict())
     except (DoesNotFit, MissesTiming) as error:
@@ -124,6 +127,8 @@ def table(outcomes):
         data = o.get("report") or {}
         for line in data.get("search", []):
             notes.append(f"- {o['board']}: {line}")
+        if o.get("nextpnr_opts"):
+            notes.append(f"- {o['board']}: nextpnr ran with `{o['nextpnr_opts']}`")
         if o["status"] != "ok":
             notes.append(f"- {o['board']}: " + " ".join(o["error"].split()))
     if notes:
@@ -160,34 +165,39 @@ def write_doc(doc, regions):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boards", default=",".join(target_names()),
-                        help="Comma-separated boards (default: all).")
+                        help="Comma-separated boards to build (default: all). The table has a row "
+                             "for every board with an outcome in --out, built now or before.")
     parser.add_argument("--mesh", action="append", default=[], metavar="BOARD=WxH",
                         help="Build this mesh instead of searching (repeatable).")
     parser.add_argument("--out", default="build/boards", help="Build folder.")
     parser.add_argument("--doc", default=str(Path(__file__).parent.parent / "docs" / "boards.md"))
     parser.add_argument("--timeout", type=float, default=None, help="Seconds per tool run.")
+    parser.add_argument("--nextpnr-opts", default="",
+                        help="Extra nextpnr options, e.g. '--router router2' (kept in the "
+                             "outcome and named under the table).")
     parser.add_argument("--reuse", action="store_true",
-                        help="Do not build: read <out>/<board>/outcome.json of an earlier run.")
+                        help="Build nothing: make the table from the outcomes in --out.")
     args = parser.parse_args(argv)
     out = Path(args.out)
     meshes = dict(parse_mesh_option(m) for m in args.mesh)
-    outcomes = []
-    for name in args.boards.split(","):
+    selected = [name for name in args.boards.split(",") if name]
+    for name in selected:
         get_target(name)
+    if not args.reuse:
+        for name in selected:
+            print(f"{name}:", flush=True)
+            outcome = run_board(name, meshes.get(name), out, args.timeout, args.nextpnr_opts)
+            print(f"  {outcome['status']} in {outcome['wall_s']:.0f} s", flush=True)
+    outcomes = []
+    for name in target_names():
         path = out / name / "outcome.json"
-        if args.reuse:
-            if not path.exists():
-                print(f"{name}: no {path}, skipped", file=sys.stderr)
-                continue
+        if path.exists():
             outcomes.append(json.loads(path.read_text()))
-            continue
-        print(f"{name}:", flush=True)
-        outcomes.append(run_board(name, meshes.get(name), out, args.timeout))
-        print(f"  {outcomes[-1]['status']} in {outcomes[-1]['wall_s']:.0f} s", flush=True)
+        elif name in selected:
+            print(f"{name}: no {path}, no row", file=sys.stderr)
     text = table(outcomes)
     print(text)
     write_doc(Path(args.doc), {"boards_list": board_list(), "boards_report": text})
-
 
 if __name__ == "__main__":
     main()

@@ -195,8 +195,9 @@ TARGETS = {t.name: t for t in [
         # 128 x 2 neuron_cfg (256 bits) takes an EBR, and so does the 4 x 57-bit profile table
         # (`block`). The synapse memory is in SPRAM (Arch.synapse_ram, capacity "spram").
         bram_shapes=((2048, 2), (1024, 4), (512, 8), (256, 16)), lutram_bits=240,
-        # Measured (yosys + nextpnr packing): the 1x1 board design needs 5114 logic cells (also
-        # after place and route), the 2x1 7507, so a core with its router costs about 2390.
+        # Measured (yosys + nextpnr packing): the 1x1 board design needed 5114 logic cells (also
+        # after place and route; 5068 since the host-bus rework), the 2x1 7507, so a core with
+        # its router costs about 2390.
         logic_fixed=2720, logic_per_core=2390,
         # The neuron datapath's two multipliers (loihi decay, 4 SB_MAC16) and the host port's go
         # to the UP5K's 8 SB_MAC16s: 1564 fewer LUTs for the 1x1 chip (measured).

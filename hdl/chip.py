@@ -347,11 +347,12 @@ class ChipEngine(wiring.Component):
         # after it is accepted; on, no path crosses the mesh without a register at each end.
         staged = self.registered_bus
 
-        def stage(value, name):
+        def stage(value, name, load=None):
             if not staged:
                 return value
             reg = Signal(len(value), name=name)
-            m.d.sync += reg.eq(value)
+            with m.If(1 if load is None else load):
+                m.d.sync += reg.eq(value)
             return reg
 
         accept = Signal()
@@ -389,8 +390,6 @@ class ChipEngine(wiring.Component):
             m.d.sync += t.eq(b_data)
         m.d.comb += [inj_wr.addr.eq(b_addr), inj_wr.data.eq(b_data), inj_wr.en.eq(b_inject),
                      out_rd.addr.eq(b_addr)]
-        # A RUN starts only once every write is done (they land in stage B), so its first step
-        # never meets a configuration write.
 
         # Read cycle, chip: the chip word (registers and chip counters), the output buffer entry.
         values = {"step": t, "flags": flags}
@@ -434,11 +433,14 @@ class ChipEngine(wiring.Component):
             b_we = stage(mine & a_we | clear_flags, f"bus_b_we_{c}")
             b_re = stage(mine & ~a_we, f"bus_b_re_{c}")
             b_counted = stage(counted, f"bus_b_counted_{c}")
-            # A host write of the chip flags clears every core's flags (a broadcast write).
-            b_sel = stage(Mux(clear_flags, reg_sel, a_target), f"bus_b_sel_{c}")
+            # A host write of the chip flags clears every core's flags (a broadcast write). The
+            # word registers load only for this core's requests: with the same inputs and enable
+            # in every core, yosys would merge the 16 copies into one that spans the die.
+            load = mine | counted | clear_flags
+            b_sel = stage(Mux(clear_flags, reg_sel, a_target), f"bus_b_sel_{c}", load)
             b_caddr = stage(Mux(clear_flags, CORE_REGISTERS.index("flags"), a_addr),
-                            f"bus_b_addr_{c}")
-            b_cdata = stage(Mux(clear_flags, 0, a_data), f"bus_b_data_{c}")
+                            f"bus_b_addr_{c}", load)
+            b_cdata = stage(Mux(clear_flags, 0, a_data), f"bus_b_data_{c}", load)
             b_writes.append(b_we)
             m.d.comb += [cfg.sel.eq(b_sel), cfg.addr.eq(b_caddr), cfg.data.eq(b_cdata),
                          cfg.we.eq(b_we), cfg.re.eq(b_re)]

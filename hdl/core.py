@@ -59,9 +59,9 @@ Measured with YoWASP (yosys 0.70 + nextpnr 0.11), every port behind registers:
   BRAM clock-to-out of the synapse word -> delay slot -> accumulator read address.
 - ``ice40up5k`` profile on an iCE40UP5K (16384 synapses in 2 SB_SPRAM256KA, 16-bit per-step
   counters, FIFOs of depth 1): in the iCEBreaker board design a core with its router takes
-  about 2390 logic cells (the 1x1 design 5114 of 5280 after place and route, the 2x1 7507
+  about 2390 logic cells (the 1x1 design 5068 of 5280 after place and route, the 2x1 7507
   packed), 17 EBR with the profile table in EBR (the board build's ``ram_style``), 2 SPRAM and
-  4 SB_MAC16. The 1x1 design reaches 22.1 MHz (docs/boards.md). In block RAM the 16384 x
+  4 SB_MAC16. The 1x1 design reaches 24.1 MHz (docs/boards.md). In block RAM the 16384 x
   20-bit synapse memory alone would need 80 of the 30 EBRs (4096 synapses: 20).
 """
 
@@ -311,11 +311,13 @@ class NeuronCore(wiring.Component):
         # -- UPDATE engine ---------------------------------------------------------------------------
         upd_n = Signal(a.count_bits(N))                     # neurons issued (= `updates`)
         issue = Signal()                                    # neuron upd_n is issued this cycle
+        # `~issue` is always true with start_update (the previous UPDATE phase has ended); it
+        # makes every core's slot registers its own: with the same inputs in every core, yosys
+        # merges them into one that drives every core's accumulator address across the die.
+        with m.If(self.start_update & ~issue):
+            m.d.sync += [slot.eq(self.step[:slot_bits]), slot1.eq(self.step[:slot_bits] + 1)]
         with m.If(self.start_update):
-            m.d.sync += [
-                issue.eq(n_neurons != 0), upd_n.eq(0),
-                slot.eq(self.step[:slot_bits]), slot1.eq(self.step[:slot_bits] + 1),
-            ]
+            m.d.sync += [issue.eq(n_neurons != 0), upd_n.eq(0)]
         with m.Elif(issue):
             m.d.sync += [upd_n.eq(upd_n + 1), issue.eq(upd_n + 1 != n_neurons)]
 
