@@ -389,8 +389,8 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
 
     The plan holds the design (RTLIL or Verilog), the constraints and the tool scripts, with the
     target's synthesis options, its memory placement (``ram_style`` set on the memories of
-    ``target.distributed`` and ``target.block`` before synthesis) and ``--timing-allow-fail``
-    for nextpnr.
+    ``target.distributed`` and ``target.block`` before synthesis), and ``--timing-allow-fail``
+    and the target's options for nextpnr.
 
     Returns
     -------
@@ -405,7 +405,8 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
     top = BoardTop(target, arch, image, baud=baud, **kwargs)
     overrides = {}
     if target.bitstream:
-        overrides["nextpnr_opts"] = " ".join(["--timing-allow-fail", nextpnr_opts]).strip()
+        overrides["nextpnr_opts"] = " ".join(
+            o for o in ("--timing-allow-fail", target.nextpnr_opts, nextpnr_opts) if o)
         opts = " ".join(o for o in (target.synth_opts, synth_opts) if o)
         if opts:
             overrides["synth_opts"] = opts

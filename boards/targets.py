@@ -89,6 +89,8 @@ class Target:
         Logic model of :func:`estimate` (LUTs), calibrated from builds.
     synth_opts : str
         Options the build gives ``synth_<family>``.
+    nextpnr_opts : str
+        Options the build gives nextpnr (before the user's own).
     distributed : tuple of str
         Memories (by name in the design, e.g. ``"mem_neuron_state"``) the build places in
         distributed (LUT) RAM rather than block RAM, with yosys' ``ram_style`` attribute.
@@ -129,6 +131,7 @@ class Target:
     logic_fixed: int
     logic_per_core: int
     synth_opts: str = ""
+    nextpnr_opts: str = ""
     distributed: tuple = ()
     block: tuple = ()
     uart: tuple = ("uart", 0)
@@ -196,7 +199,7 @@ TARGETS = {t.name: t for t in [
         # (`block`). The synapse memory is in SPRAM (Arch.synapse_ram, capacity "spram").
         bram_shapes=((2048, 2), (1024, 4), (512, 8), (256, 16)), lutram_bits=240,
         # Measured (yosys + nextpnr packing): the 1x1 board design needed 5114 logic cells (also
-        # after place and route; 5068 since the host-bus rework), the 2x1 7507, so a core with
+        # after place and route; 5034 since the host-bus rework), the 2x1 7507, so a core with
         # its router costs about 2390.
         logic_fixed=2720, logic_per_core=2390,
         # The neuron datapath's two multipliers (loihi decay, 4 SB_MAC16) and the host port's go
@@ -227,6 +230,9 @@ TARGETS = {t.name: t for t in [
         # neuron_state (128 x 48) in LUT RAM frees 2 of a core's 14 DP16KD, so 16 cores take
         # 16 x 12 + 3 = 195 of 208 (in block RAM: 227).
         distributed=("mem_neuron_state",),
+        # The 4x4 (72 % of the LUTs, 94 % of the LUT RAM) routes in about 20 minutes with
+        # router2; router1 had routed a quarter of its arcs after 10 minutes, half after 28.
+        nextpnr_opts="--router router2",
         leds=(("led", 0), ("led", 7)), reset_button=("button_fire", 0),
         notes="25 MHz oscillator; FTDI FT231X is the UART (M1/L4); FIRE1 resets the chip; LED 0 "
               "heartbeat, LED 7 error. Programming: openFPGALoader -b ulx3s top.bit."),

@@ -59,9 +59,9 @@ Measured with YoWASP (yosys 0.70 + nextpnr 0.11), every port behind registers:
   BRAM clock-to-out of the synapse word -> delay slot -> accumulator read address.
 - ``ice40up5k`` profile on an iCE40UP5K (16384 synapses in 2 SB_SPRAM256KA, 16-bit per-step
   counters, FIFOs of depth 1): in the iCEBreaker board design a core with its router takes
-  about 2390 logic cells (the 1x1 design 5068 of 5280 after place and route, the 2x1 7507
+  about 2390 logic cells (the 1x1 design 5034 of 5280 after place and route, the 2x1 7507
   packed), 17 EBR with the profile table in EBR (the board build's ``ram_style``), 2 SPRAM and
-  4 SB_MAC16. The 1x1 design reaches 24.1 MHz (docs/boards.md). In block RAM the 16384 x
+  4 SB_MAC16. The 1x1 design reaches 22.8 MHz (docs/boards.md). In block RAM the 16384 x
   20-bit synapse memory alone would need 80 of the 30 EBRs (4096 synapses: 20).
 """
 

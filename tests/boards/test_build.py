@@ -207,6 +207,17 @@ def test_ulx3s_plan_puts_neuron_state_in_lut_ram_and_uses_fire1_as_reset():
                  'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;'):
         assert line in lpf
     assert top.core.divisor == 25                                          # 25e6 / 1e6
+    # router2, the target's, then the caller's options; the chip's host bus is registered.
+    plan, _, top = B.build_plan("ulx3s-85f", TARGETS["ulx3s-85f"].arch((1, 1)),
+                                nextpnr_opts="--seed 3")
+    assert "--timing-allow-fail --router router2 --seed 3" in plan.files["build_top.sh"]
+    assert top.core.chip.engine.registered_bus
+
+
+def test_icebreaker_chip_has_the_unregistered_host_bus():
+    # The UP5K has no room for the registered bus's flip-flops (targets.py).
+    _, _, top = B.build_plan("icebreaker", TARGETS["icebreaker"].arch())
+    assert not top.core.chip.engine.registered_bus
 
 
 # -- build errors and vendor flows ------------------------------------------------------------
