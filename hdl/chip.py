@@ -325,8 +325,9 @@ class ChipEngine(wiring.Component):
                 m.d.sync += out_dropped.eq(out_dropped + 1)
 
         # -- link and hop counters ------------------------------------------------------------------
-        # The hop count is a sum over every router: it reaches the counter a cycle late (its last
-        # hops precede quiescence, so the step's count is complete when the step ends).
+        # The hop count is a sum over every router: it reaches the counter two cycles late, the
+        # mesh's register and this one (the last hops are in cycle p_q - 1, so they are counted
+        # by the end of p_q + 1, the step's last cycle).
         hops = Signal.like(mesh.hop_count)
         m.d.sync += [hops.eq(mesh.hop_count), count["hops"].eq(count["hops"] + hops)]
         for c in range(n):
@@ -360,7 +361,6 @@ class ChipEngine(wiring.Component):
         a_valid = stage(accept, "bus_a_valid")
         a_we = stage(req.we, "bus_a_we")
         a_target = stage(req.target, "bus_a_target")
-        a_core = stage(req.core, "bus_a_core")
         a_addr = stage(req.addr, "bus_a_addr")
         a_data = stage(req.data, "bus_a_data")
         a_read = a_valid & ~a_we
@@ -369,9 +369,20 @@ class ChipEngine(wiring.Component):
         counter_names = P.counter_map(a)
         n_chip_words = next(k for k, name in enumerate(counter_names) if name.startswith("core"))
         words_per_core = (len(counter_names) - n_chip_words) // n
+        # Which core a request is for, decoded before stage A so that a core's stage B loads
+        # straight from a register: the wires from A to the cores cross the mesh.
+        a_mine, a_counted = [], []
+        for c in range(n):
+            lo = n_chip_words + c * words_per_core
+            a_mine.append(stage(accept & (req.target <= tid["core_reg"]) & (req.core == c),
+                                f"bus_a_mine_{c}"))
+            a_counted.append(stage(accept & ~req.we & (req.target == tid["counter"])
+                                   & (req.addr >= lo) & (req.addr < lo + words_per_core),
+                                   f"bus_a_counted_{c}"))
+        clear_flags = stage(accept & req.we & (req.target == tid["chip_reg"])
+                            & (req.addr == P.register("flags").addr), "bus_a_clear_flags")
 
         # Stage B, chip: its registers, the inject buffer, the output buffer, the chip counters.
-        clear_flags = a_valid & a_we & a_chip_reg & (a_addr == P.register("flags").addr)
         b_clear = stage(clear_flags, "bus_b_clear_flags")
         b_set_step = stage(a_valid & a_we & a_chip_reg & (a_addr == P.register("step").addr),
                            "bus_b_set_step")
@@ -427,9 +438,8 @@ class ChipEngine(wiring.Component):
         reg_sel = CFG_TARGETS.index("regs")
         for c in range(n):
             cfg = mesh.cfg[c]
-            mine = a_valid & (a_target <= tid["core_reg"]) & (a_core == c)
+            mine, counted = a_mine[c], a_counted[c]
             lo = n_chip_words + c * words_per_core
-            counted = a_read & a_counter & (a_addr >= lo) & (a_addr < lo + words_per_core)
             b_we = stage(mine & a_we | clear_flags, f"bus_b_we_{c}")
             b_re = stage(mine & ~a_we, f"bus_b_re_{c}")
             b_counted = stage(counted, f"bus_b_counted_{c}")

@@ -15,7 +15,7 @@ Wiring (router ``r = y * mesh_w + x``; ports 0 = N, 1 = E, 2 = S, 3 = W, 4 = L):
 Ports at the mesh edge stay unconnected (a router's missing ports are never ready, never valid).
 """
 
-from amaranth.hdl import Module, ResetInserter
+from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -104,8 +104,9 @@ class Mesh(wiring.Component):
     transfers : ``Out(5).array(n_cores)``
         Per router, bit ``o`` pulses when a packet leaves through output ``o`` (N, E, S, W, L).
     hop_count : ``Out(range(4 * n_cores + 1))``
-        Transfers this cycle on N, E, S and W outputs, except the host exit of router (0, 0)
-        (section 8 ``hops``).
+        Transfers on N, E, S and W outputs, except the host exit of router (0, 0) (section 8
+        ``hops``), in the previous cycle: each router's are counted into a register of its own,
+        so the sum over the mesh starts from registers.
     counters : ``Out(counter_layout(arch)).array(n_cores)``
         Each core's per-step counters.
     flags : ``Out(FLAG_LAYOUT).array(n_cores)``
@@ -197,10 +198,14 @@ class Mesh(wiring.Component):
         m.d.comb += [
             self.idle.eq(_all(u.idle for u in cores + routers)),
             self.bad_route.eq(_any(r.bad_route for r in routers)),
-            self.hop_count.eq(_popcount(
-                r.transfers[o] for c, r in enumerate(routers) for o in (N, E, S, W)
-                if not (c == 0 and o == W))),
         ]
+        hops = []
+        for c, r in enumerate(routers):
+            count = Signal(range(5), name=f"hops_{c}")
+            m.d.sync += count.eq(_popcount(r.transfers[o] for o in (N, E, S, W)
+                                           if not (c == 0 and o == W)))
+            hops.append(count)
+        m.d.comb += self.hop_count.eq(sum(hops))
         return m
 
 
