@@ -389,7 +389,8 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
 
     The plan holds the design (RTLIL or Verilog), the constraints and the tool scripts, with the
     target's synthesis options, its memory placement (``ram_style`` set on the memories of
-    ``target.distributed`` and ``target.block`` before synthesis), and ``--timing-allow-fail``
+    ``target.distributed``, ``target.block`` and ``target.registers`` before synthesis), and
+    ``--timing-allow-fail``
     and the target's options for nextpnr.
 
     Returns
@@ -411,7 +412,8 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
         if opts:
             overrides["synth_opts"] = opts
         styles = [("distributed", name) for name in target.distributed] \
-            + [("block", name) for name in target.block]
+            + [("block", name) for name in target.block] \
+            + [("logic", name) for name in target.registers]
         if styles:
             overrides["script_after_read"] = "\n".join(
                 f'setattr -set ram_style "{style}" m:{name}' for style, name in styles)

@@ -97,6 +97,9 @@ class Target:
     block : tuple of str
         Memories the build places in block RAM although they are small enough for logic
         (``ram_style = "block"``).
+    registers : tuple of str
+        Memories the build keeps in flip-flops (``ram_style = "logic"``), e.g. ``"storage"``,
+        the FIFOs, to leave the LUT RAM to the larger memories.
     uart : (str, int)
         Resource of the USB-serial UART.
     leds : ((str, int), (str, int))
@@ -134,6 +137,7 @@ class Target:
     nextpnr_opts: str = ""
     distributed: tuple = ()
     block: tuple = ()
+    registers: tuple = ()
     uart: tuple = ("uart", 0)
     leds: tuple = (("led", 0), ("led", 1))
     reset_button: tuple = ("button", 0)
@@ -207,8 +211,8 @@ TARGETS = {t.name: t for t in [
         synth_opts="-dsp",
         # The 4 x 57-bit profile table in 4 EBRs rather than 228 flip-flops and their read mux.
         block=("mem_profile",),
-        # The registered host bus costs about 300 flip-flops; the 1x1 leaves 166 cells free and
-        # its one core is close to the host port anyway.
+        # The registered host bus costs a few hundred flip-flops (2x2 ECP5: about 670); the 1x1
+        # leaves 246 cells free, and its one core is close to the host port anyway.
         registered_bus=False,
         leds=(("led_g", 0), ("led_r", 0)), reset_button=("button", 0),
         notes="12 MHz oscillator; FTDI FT2232H channel B is the UART (pins 6/9); user button "
@@ -230,6 +234,9 @@ TARGETS = {t.name: t for t in [
         # neuron_state (128 x 48) in LUT RAM frees 2 of a core's 14 DP16KD, so 16 cores take
         # 16 x 12 + 3 = 195 of 208 (in block RAM: 227).
         distributed=("mem_neuron_state",),
+        # The 2-entry FIFOs of routers and cores in flip-flops, not in 16-entry LUT RAM: that
+        # leaves the LUT RAM to the memories it suits (the 4x4 used 94 % of it).
+        registers=("storage",),
         # The 4x4 (72 % of the LUTs, 94 % of the LUT RAM) routes in about 20 minutes with
         # router2; router1 had routed a quarter of its arcs after 10 minutes, half after 28.
         nextpnr_opts="--router router2",

@@ -198,9 +198,10 @@ def test_icebreaker_plan_pins_the_uart_leds_and_button_and_maps_multipliers_to_d
     assert top.core.divisor == 104 and round(top.core.baud) == 115385      # 12e6 / 104
 
 
-def test_ulx3s_plan_puts_neuron_state_in_lut_ram_and_uses_fire1_as_reset():
+def test_ulx3s_plan_puts_neuron_state_in_lut_ram_fifos_in_registers_and_fire1_as_reset():
     plan, _, top = B.build_plan("ulx3s-85f", TARGETS["ulx3s-85f"].arch((1, 1)), baud=1_000_000)
     assert 'setattr -set ram_style "distributed" m:mem_neuron_state' in plan.files["top.ys"]
+    assert 'setattr -set ram_style "logic" m:storage' in plan.files["top.ys"]      # the FIFOs
     lpf = plan.files["top.lpf"]
     for line in ('LOCATE COMP "uart_0__rx__io" SITE "M1";', 'LOCATE COMP "uart_0__tx__io" SITE '
                  '"L4";', 'LOCATE COMP "button_fire_0__io" SITE "R1";',
