@@ -381,6 +381,10 @@ class ChipEngine(wiring.Component):
                                    f"bus_a_counted_{c}"))
         clear_flags = stage(accept & req.we & (req.target == tid["chip_reg"])
                             & (req.addr == P.register("flags").addr), "bus_a_clear_flags")
+        # A write for any core, for run_ready: the OR of the cores' own stage B registers would be
+        # gathered from across the mesh into the host port's state (measured: the critical path).
+        a_core_write = stage(accept & req.we & (req.target <= tid["core_reg"]) & (req.core < n),
+                             "bus_a_core_write")
 
         # Stage B, chip: its registers, the inject buffer, the output buffer, the chip counters.
         b_clear = stage(clear_flags, "bus_b_clear_flags")
@@ -434,7 +438,6 @@ class ChipEngine(wiring.Component):
         answers = [stage(Mux(r_out, out_rd.data, 0) | r_word, "bus_c_chip")]
 
         # Stages B, read and C of every core: its configuration port and its counter words.
-        b_writes = []
         reg_sel = CFG_TARGETS.index("regs")
         for c in range(n):
             cfg = mesh.cfg[c]
@@ -451,7 +454,6 @@ class ChipEngine(wiring.Component):
             b_caddr = stage(Mux(clear_flags, CORE_REGISTERS.index("flags"), a_addr),
                             f"bus_b_addr_{c}", load)
             b_cdata = stage(Mux(clear_flags, 0, a_data), f"bus_b_data_{c}", load)
-            b_writes.append(b_we)
             m.d.comb += [cfg.sel.eq(b_sel), cfg.addr.eq(b_caddr), cfg.data.eq(b_cdata),
                          cfg.we.eq(b_we), cfg.re.eq(b_re)]
             r_mem = Signal(name=f"bus_r_mem_{c}")
@@ -466,8 +468,13 @@ class ChipEngine(wiring.Component):
 
         # A RUN starts only once every write has landed (in stage B), so that its first step
         # never meets a configuration write.
-        m.d.comb += run_ready.eq(~(a_valid | _any(b_writes) | b_set_step | b_clear | b_inject)
-                                 if staged else 1)
+        # `bus_b_write` is the OR of those stage B writes, kept at the chip: it equals
+        # any(b_writes) | b_set_step | b_clear | b_inject.
+        b_write = stage(a_core_write | clear_flags
+                        | (a_valid & a_we & ((a_target == tid["inject"])
+                                             | (a_chip_reg & (a_addr == P.register("step").addr)))),
+                        "bus_b_write")
+        m.d.comb += run_ready.eq(~(a_valid | b_write) if staged else 1)
 
         # Stage D: the answer. A read is answered 1 + 4 * registered_bus cycles after it is
         # accepted.

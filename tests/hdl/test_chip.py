@@ -448,6 +448,55 @@ def test_host_bus_answers_after_its_latency_and_a_run_waits_for_the_writes(regis
     assert seen["read"] == (ChipEngine.READ_LATENCY[registered_bus], 5)
 
 
+# (target, core, register or memory address, we): one request of each kind a RUN must wait for.
+_RUN_WAITS_FOR = {
+    "core register write": ("core_reg", 2, lambda a: P.register("n_neurons").addr, 1),
+    "core memory write": ("axon", 1, lambda a: 7, 1),
+    "last core's memory write": ("synapse", None, lambda a: 3, 1),
+    "step write": ("chip_reg", 0, lambda a: P.register("step").addr, 1),
+    "flags clear": ("chip_reg", 0, lambda a: P.register("flags").addr, 1),
+    "inject write": ("inject", 0, lambda a: 5, 1),
+    "counter read": ("counter", 0, lambda a: 0, 0),
+}
+
+
+@pytest.mark.parametrize("registered_bus", [False, True])
+@pytest.mark.parametrize("kind", list(_RUN_WAITS_FOR))
+def test_a_run_waits_exactly_until_the_request_before_it_has_landed(kind, registered_bus):
+    # With registered_bus, `run.ready` is low while a request is in stage A (1 cycle) and, for a
+    # write, in stage B (1 more): a write needs 2 cycles to land (stage A, then the unit's stage B
+    # register), a read only holds stage A. The chip decides that from its own registers, not from
+    # the cores' stage B (which would gather wires from every core into the host port). Without
+    # registered_bus a request lands in the cycle it is accepted and a RUN never waits.
+    arch = small_arch()
+    engine = ChipEngine(arch, registered_bus=registered_bus)
+    info = P.target_info(arch)
+    target, core, addr, we = _RUN_WAITS_FOR[kind]
+    core = arch.n_cores - 1 if core is None else core
+    seen = {}
+
+    async def bench(ctx):
+        bus = engine.bus
+        ctx.set(bus.req.payload, {"target": info[target].id, "core": core, "addr": addr(arch),
+                                  "we": we, "data": 1})
+        ctx.set(bus.req.valid, 1)
+        await ctx.tick().until(bus.req.ready)
+        ctx.set(bus.req.valid, 0)
+        ctx.set(bus.run.payload, {"steps": 1, "n_inject": 0})
+        ctx.set(bus.run.valid, 1)
+        waited = 0
+        while not ctx.get(bus.run.ready):
+            await ctx.tick()
+            waited += 1
+        seen["run_wait"] = waited
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run_until(1e-4)
+    assert seen["run_wait"] == (0 if not registered_bus else 2 if we else 1)
+
+
 def test_step_register_sets_the_accumulator_slot_like_the_emulator_step():
     # Writing the step counter moves the ring: spikes of delay 1..4 land in slot (t + d) mod 4.
     arch = small_arch()
