@@ -439,26 +439,31 @@ class ChipEngine(wiring.Component):
 
         # Stages B, read and C of every core: its configuration port and its counter words.
         reg_sel = CFG_TARGETS.index("regs")
+        # Core target k: memory k or the register file (core_reg), whose bus id is its index.
+        a_is = [a_target == k for k in range(len(CFG_TARGETS))]
         for c in range(n):
             cfg = mesh.cfg[c]
             mine, counted = a_mine[c], a_counted[c]
             lo = n_chip_words + c * words_per_core
-            b_we = stage(mine & a_we | clear_flags, f"bus_b_we_{c}")
-            b_re = stage(mine & ~a_we, f"bus_b_re_{c}")
+            # One strobe per core target, each its own register: the core needs no decode
+            # between them and its memories' ports. A host write of the chip flags clears every
+            # core's flags (a broadcast write).
+            b_we = stage(Cat((mine & a_we & a_is[k]) | (clear_flags if k == reg_sel else 0)
+                             for k in range(len(CFG_TARGETS))), f"bus_b_we_{c}")
+            b_re = stage(Cat(mine & ~a_we & a_is[k] for k in range(len(CFG_TARGETS))),
+                         f"bus_b_re_{c}")
             b_counted = stage(counted, f"bus_b_counted_{c}")
-            # A host write of the chip flags clears every core's flags (a broadcast write). The
-            # word registers load only for this core's requests: with the same inputs and enable
-            # in every core, yosys would merge the 16 copies into one that spans the die.
+            # The word registers load only for this core's requests: with the same inputs and
+            # enable in every core, yosys would merge the 16 copies into one that spans the die.
             load = mine | counted | clear_flags
-            b_sel = stage(Mux(clear_flags, reg_sel, a_target), f"bus_b_sel_{c}", load)
             b_caddr = stage(Mux(clear_flags, CORE_REGISTERS.index("flags"), a_addr),
                             f"bus_b_addr_{c}", load)
             b_cdata = stage(Mux(clear_flags, 0, a_data), f"bus_b_data_{c}", load)
-            m.d.comb += [cfg.sel.eq(b_sel), cfg.addr.eq(b_caddr), cfg.data.eq(b_cdata),
+            m.d.comb += [cfg.addr.eq(b_caddr), cfg.data.eq(b_cdata),
                          cfg.we.eq(b_we), cfg.re.eq(b_re)]
             r_mem = Signal(name=f"bus_r_mem_{c}")
             r_cnt = Signal(WORD_BITS, name=f"bus_r_counter_{c}")
-            m.d.sync += [r_mem.eq(b_re), r_cnt.eq(0)]
+            m.d.sync += [r_mem.eq(b_re.any()), r_cnt.eq(0)]
             with m.If(b_counted):
                 with m.Switch(b_caddr):
                     for k in range(lo, lo + words_per_core):

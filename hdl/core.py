@@ -33,14 +33,17 @@ Host configuration port (``cfg``)
 ---------------------------------
 Only between steps (no phase running); an access during a phase corrupts that step.
 
-- Write: ``we`` with ``sel``, ``addr``, ``data`` in one cycle; the word is written at the end of
-  that cycle. ``sel`` is the index of the target in :data:`CFG_TARGETS`: a memory (``data`` holds
+- Write: ``we`` with ``addr``, ``data`` in one cycle; the word is written at the end of that
+  cycle. ``we`` and ``re`` have one bit per target of :data:`CFG_TARGETS` (at most one set):
+  one strobe per target, so that the chip delivers each from a register and no target decode
+  lies between the host bus and a memory's ports (on a 4x2 ECP5 mesh that decode was on the
+  critical path). The target is a memory (``data`` holds
   a word of that memory's layout in its low bits, exactly as :meth:`CoreImage.words` packs it;
   ``addr`` is the word address, ``slot * N + neuron`` for ``acc``), or ``"regs"`` with ``addr``
   0 = ``n_neurons``, 1 = ``n_axons``, 2 = flags (bit 0 ``bad_axon``, bit 1 ``acc_sat``; writing
   0 clears them), see :data:`REGISTERS`.
-- Read: ``re`` with ``sel`` and ``addr`` in cycle k; ``rdata`` holds the word in cycle k + 1
-  (and keeps it until the next read).
+- Read: ``re`` (the target's bit) and ``addr`` in cycle k; ``rdata`` holds the word in cycle
+  k + 1 (and keeps it until the next read).
 
 Resources
 ---------
@@ -65,6 +68,9 @@ Measured with YoWASP (yosys 0.70 + nextpnr 0.11), every port behind registers:
   20-bit synapse memory alone would need 80 of the 30 EBRs (4096 synapses: 20).
 """
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -83,9 +89,10 @@ __all__ = ["NeuronCore", "ConfigSignature", "CFG_MEMORIES", "CFG_TARGETS", "REGI
 
 #: The core's memories in host-port order: the image's tables, then the accumulator ring.
 CFG_MEMORIES = CORE_TABLES + ("acc",)
-#: Every ``cfg.sel`` target, by index: the memories, then the register file.
+#: Every target of the host port, by bit of ``cfg.we`` / ``cfg.re``: the memories, then the
+#: register file.
 CFG_TARGETS = CFG_MEMORIES + ("regs",)
-#: Register-file addresses (``cfg.sel`` = ``CFG_TARGETS.index("regs")``).
+#: Register-file addresses (the ``CFG_TARGETS.index("regs")`` strobe).
 REGISTERS = ("n_neurons", "n_axons", "flags")
 #: Per-step counters of a core: the functional ones of section 8, then the two cycle-level ones.
 CORE_COUNTERS = COUNTERS_PER_CORE + ("fanout_busy", "syn_busy")
@@ -122,14 +129,12 @@ class ConfigSignature(wiring.Signature):
 
     Members
     -------
-    sel : ``Out(range(len(CFG_TARGETS)))``
-        Target: index into :data:`CFG_TARGETS`.
     addr : ``Out(n)``
         Word address (wide enough for the deepest memory).
     data : ``Out(w)``
         Word to write (as wide as the widest memory word or register).
-    we, re : ``Out(1)``
-        Write / read strobes.
+    we, re : ``Out(len(CFG_TARGETS))``
+        Write / read strobes, one bit per target of :data:`CFG_TARGETS` (at most one set).
     rdata : ``In(w)``
         Word read, the cycle after ``re``.
     """
@@ -143,11 +148,10 @@ class ConfigSignature(wiring.Signature):
         self.data_bits = max([lay[name].size for name in CFG_MEMORIES]
                              + list(_register_widths(arch).values()))
         super().__init__({
-            "sel": Out(range(len(CFG_TARGETS))),
             "addr": Out(self.addr_bits),
             "data": Out(self.data_bits),
-            "we": Out(1),
-            "re": Out(1),
+            "we": Out(len(CFG_TARGETS)),
+            "re": Out(len(CFG_TARGETS)),
             "rdata": In(self.data_bits),
         })
 
@@ -289,8 +293,8 @@ class NeuronCore(wiring.Component):
         syn_mem = m.submodules.mem_synapse = SinglePortMemory(
             lay.synapse, self.depths["synapse"], init=self._init.get("synapse", []),
             kind=a.synapse_ram)
-        host_we = {name: cfg.we & (cfg.sel == k) for k, name in enumerate(CFG_TARGETS)}
-        host_re = {name: cfg.re & (cfg.sel == k) for k, name in enumerate(CFG_TARGETS)}
+        host_we = {name: cfg.we[k] for k, name in enumerate(CFG_TARGETS)}
+        host_re = {name: cfg.re[k] for k, name in enumerate(CFG_TARGETS)}
 
         # -- registers -----------------------------------------------------------------------------
         widths = _register_widths(a)
@@ -514,19 +518,16 @@ class NeuronCore(wiring.Component):
                 for k, name in enumerate(REGISTERS):
                     with m.Case(k):
                         m.d.sync += regs[name].eq(cfg.data)
-        r_sel = Signal.like(cfg.sel)
+        r_sel = Signal.like(cfg.re)                       # one-hot: the target read last
         r_regs = Signal(cfg.data.shape())
-        with m.If(cfg.re):
-            m.d.sync += r_sel.eq(cfg.sel)
+        with m.If(cfg.re.any()):
+            m.d.sync += r_sel.eq(cfg.re)
+        with m.If(host_re["regs"]):
             with m.Switch(cfg.addr):
                 for k, name in enumerate(REGISTERS):
                     with m.Case(k):
                         m.d.sync += r_regs.eq(regs[name])
-        with m.Switch(r_sel):
-            for k, name in enumerate(CFG_MEMORIES):
-                with m.Case(k):
-                    m.d.comb += cfg.rdata.eq(syn_mem.r_data if name == "synapse"
-                                             else rd[name].data)
-            with m.Default():
-                m.d.comb += cfg.rdata.eq(r_regs)
+        words = [syn_mem.r_data if name == "synapse" else rd[name].data for name in CFG_MEMORIES]
+        m.d.comb += cfg.rdata.eq(functools.reduce(
+            operator.or_, (Mux(r_sel[k], word, 0) for k, word in enumerate(words + [r_regs]))))
         return m

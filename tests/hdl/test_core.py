@@ -67,10 +67,9 @@ class TB:
 
     async def cfg_write(self, ctx, target, addr, word):
         cfg = self.core.cfg
-        ctx.set(cfg.sel, CFG_TARGETS.index(target))
         ctx.set(cfg.addr, addr)
         ctx.set(cfg.data, int(word))
-        ctx.set(cfg.we, 1)
+        ctx.set(cfg.we, 1 << CFG_TARGETS.index(target))
         await ctx.tick()
         ctx.set(cfg.we, 0)
 
@@ -78,8 +77,7 @@ class TB:
         """Read words through the host port: ``re`` in cycle k, ``rdata`` in cycle k + 1."""
         cfg = self.core.cfg
         out = []
-        ctx.set(cfg.sel, CFG_TARGETS.index(target))
-        ctx.set(cfg.re, 1)
+        ctx.set(cfg.re, 1 << CFG_TARGETS.index(target))
         for addr in addrs:
             ctx.set(cfg.addr, addr)
             await ctx.tick()

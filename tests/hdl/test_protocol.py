@@ -143,7 +143,7 @@ def test_parse_response_fields_and_items():
 # --- tables ---------------------------------------------------------------------------------------------------
 
 def test_memory_ids_match_the_core_cfg_targets():
-    # The host bus's memory targets are the core's cfg.sel values, so the chip top passes them through.
+    # The host bus's memory targets are the bits of the core's cfg.we/cfg.re strobes, in order.
     from neurotile.hdl.core import CFG_TARGETS
     assert tuple(P.TARGETS[:len(CFG_TARGETS)]) == MEMORIES + ("core_reg",)
     assert CFG_TARGETS == MEMORIES + ("regs",)
