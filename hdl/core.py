@@ -436,13 +436,15 @@ class NeuronCore(wiring.Component):
                     m.d.sync += sy_bad.eq(head.index >= n_axons)
                     m.next = "AXON"
             with m.State("AXON"):
-                m.d.sync += counters["packets_in"].eq(counters["packets_in"] + 1)
+                # The pointer and count load whether or not a synapse follows (they are only
+                # used in SYN): no count or bad-axon check in the path from the axon memory.
+                m.d.sync += [counters["packets_in"].eq(counters["packets_in"] + 1),
+                             sy_ptr.eq(axon.base), sy_rem.eq(axon.count)]
                 with m.If(sy_bad):
                     m.d.sync += bad_axon.eq(1)
                 with m.If(sy_bad | (axon.count == 0)):
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [sy_ptr.eq(axon.base), sy_rem.eq(axon.count)]
                     m.next = "SYN"
             with m.State("SYN"):
                 m.d.sync += [
