@@ -231,8 +231,8 @@ TARGETS = {t.name: t for t in [
         # Measured TRELLIS_COMB: 5541 (1x1) and 14358 (2x2) with every memory in block RAM, so
         # 2939 per core; neuron_state in LUT RAM adds 1163 per core (1x1: 6704).
         logic_fixed=2602, logic_per_core=4102,
-        # neuron_state (128 x 48) in LUT RAM frees 2 of a core's 14 DP16KD, so 16 cores take
-        # 16 x 12 + 3 = 195 of 208 (in block RAM: 227).
+        # neuron_state (128 x 48) in LUT RAM frees 2 of a core's 13 DP16KD, so 16 cores take
+        # 16 x 11 + 3 = 179 of 208 (in block RAM: 211).
         distributed=("mem_neuron_state",),
         # The 2-entry FIFOs of routers and cores in flip-flops, not in 16-entry LUT RAM: that
         # leaves the LUT RAM to the memories it suits (the 4x4 used 94 % of it).

@@ -95,14 +95,16 @@ def test_estimate_counts_the_memories_of_the_elaborated_chip():
     # Without SPRAM (synapse_ram="bram") the synapses alone would need 16384 / 2048 * 10 = 80.
     est = estimate("icebreaker", TARGETS["icebreaker"].arch().replace(synapse_ram="bram"))
     assert (est.bram, est.spram, est.bram_detail["mem_synapse"]) == (101, 0, 80)
-    # ECP5 4x4: a core's 14 DP16KD less the 2 of neuron_state, which the build puts in LUT RAM,
-    # times 16 cores, plus the 3 chip buffers: 195 of 208 (all in block RAM: 227).
+    # ECP5 4x4: a core's 13 DP16KD (synapse 4096 x 21: 6 of 4096 x 4; axon 1024 x 25: 2;
+    # acc 1024 x 18: 1; fanout index, fanout: 1 each; neuron_state 128 x 48: 2 of 512 x 36) less
+    # the 2 of neuron_state, which the build puts in LUT RAM, times 16 cores, plus the 3 chip
+    # buffers: 179 of 208 (all in block RAM: 211).
     ulx3s = TARGETS["ulx3s-85f"]
     est = estimate(ulx3s, ulx3s.arch())
-    assert (est.bram, est.fits(ulx3s)) == (195, True) and "mem_neuron_state" not in est.bram_detail
+    assert (est.bram, est.fits(ulx3s)) == (179, True) and "mem_neuron_state" not in est.bram_detail
     assert ulx3s.distributed == ("mem_neuron_state",)
     est = estimate(ulx3s, ulx3s.arch((5, 4)))
-    assert (est.bram, est.fits(ulx3s)) == (243, False)
+    assert (est.bram, est.fits(ulx3s)) == (223, False)
 
 
 def test_candidate_meshes_are_largest_first_and_at_most_two_to_one():
@@ -224,10 +226,10 @@ def test_icebreaker_chip_has_the_unregistered_host_bus():
 # -- build errors and vendor flows ------------------------------------------------------------
 
 def test_a_mesh_whose_memories_exceed_the_device_fails_before_any_tool_runs(tmp_path):
-    # 5x4: 20 cores x 12 DP16KD + 3 = 243 (see the estimate test above).
+    # 5x4: 20 cores x 11 DP16KD + 3 = 223 (see the estimate test above).
     with pytest.raises(B.DoesNotFit, match=r"mesh 5x4 \(20 cores of profile 'ecp5-85f'\) does "
                                            r"not fit the LFE5U-85F-6BG381C: its memories need "
-                                           r"243 DP16KD \(18 kbit\), 35 more than the 208 there "
+                                           r"223 DP16KD \(18 kbit\), 15 more than the 208 there "
                                            r"are \(largest: mem_synapse 120"):
         B.build("ulx3s-85f", (5, 4), out=tmp_path)
     assert not any(tmp_path.iterdir())
@@ -307,11 +309,11 @@ def test_vendor_targets_write_rtl_and_constraints_and_say_which_tool_makes_the_b
 
 
 def test_vendor_target_without_a_mesh_takes_the_largest_whose_estimate_fits(tmp_path):
-    # Tang Nano 9K: 26 BSRAMs; one ecp5-85f core needs 14, so 2x1 (31 with the chip's 3
-    # buffers) is skipped and 1x1 (17) is chosen.
+    # Tang Nano 9K: 26 BSRAMs; one ecp5-85f core needs 13, so 2x1 (29 with the chip's 3
+    # buffers) is skipped and 1x1 (16) is chosen.
     report = B.build("tang-nano-9k", out=tmp_path)
     assert report.mesh == (1, 1)
-    assert report.search[0].startswith("2x1: skipped, the estimate needs 31/26 BSRAM")
+    assert report.search[0].startswith("2x1: skipped, the estimate needs 29/26 BSRAM")
     assert report.search[-1].startswith("1x1: chosen, the largest mesh whose estimate fits")
 
 
