@@ -239,8 +239,17 @@ class ChipEngine(wiring.Component):
                 m.d.sync += run_done.eq(1)
                 m.next = "IDLE"
             with m.Else():
+                m.d.sync += start_update.eq(1)
                 m.next = "OVERHEAD"
 
+        # start_update (= in OVERHEAD) and start_spike (= in UPDATE's last cycle) are registers,
+        # set in the cycle before, not decodes of the state: they reach every core and router,
+        # and a decode put its logic before a net across the die (the routed 4x4's critical path:
+        # state -> decode -> 14.4 ns of routing -> a core's neuron_cfg read, 22.8 ns).
+        start_update, start_spike = Signal(), Signal()
+        m.d.sync += [start_update.eq(0), start_spike.eq(0)]       # before the FSM: it wins
+        m.d.comb += [mesh.start_update.eq(start_update), mesh.arb_reset.eq(start_update),
+                     mesh.start_spike.eq(start_spike)]
         with m.FSM(init="IDLE", name="ctrl") as ctrl:
             with m.State("IDLE"):
                 m.d.comb += [bus.run.ready.eq(run_ready), bus.req.ready.eq(1)]
@@ -251,17 +260,21 @@ class ChipEngine(wiring.Component):
                     with m.If(bus.run.payload.steps == 0):
                         m.d.sync += run_done.eq(1)
                     with m.Else():
+                        m.d.sync += start_update.eq(1)
                         m.next = "OVERHEAD"
             with m.State("OVERHEAD"):
-                m.d.comb += [mesh.start_update.eq(1), mesh.arb_reset.eq(1)]
                 m.d.sync += [ucnt.eq(0), to_hit.eq(0), stepped.eq(1), count["spike_cycles"].eq(0)]
                 if to_ext is not None:
                     m.d.sync += to_ext.eq(0)
+                if U == 1:
+                    m.d.sync += start_spike.eq(1)
                 m.next = "UPDATE"
             with m.State("UPDATE"):
                 m.d.sync += ucnt.eq(ucnt + 1)
+                if U >= 2:
+                    with m.If(ucnt == U - 2):
+                        m.d.sync += start_spike.eq(1)
                 with m.If(ucnt == U - 1):
-                    m.d.comb += mesh.start_spike.eq(1)
                     m.next = "SPIKE"
             with m.State("SPIKE"):
                 spike_cycle()
