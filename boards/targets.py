@@ -237,8 +237,9 @@ TARGETS = {t.name: t for t in [
         # The 2-entry FIFOs of routers and cores in flip-flops, not in 16-entry LUT RAM: that
         # leaves the LUT RAM to the memories it suits (the 4x4 used 94 % of it).
         registers=("storage",),
-        # The 4x4 (72 % of the LUTs, 94 % of the LUT RAM) routes in about 20 minutes with
-        # router2; router1 had routed a quarter of its arcs after 10 minutes, half after 28.
+        # The 4x4 (72 % of the LUTs, 86 % of the block RAMs) routes in about 20 minutes with
+        # router2 when it converges (on some placements its overuse grows again: docs/boards.md);
+        # router1 had routed a quarter of its arcs after 10 minutes, half after 28.
         nextpnr_opts="--router router2",
         leds=(("led", 0), ("led", 7)), reset_button=("button_fire", 0),
         notes="25 MHz oscillator; FTDI FT231X is the UART (M1/L4); FIRE1 resets the chip; LED 0 "

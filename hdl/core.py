@@ -57,7 +57,8 @@ steps, so they never meet; with ``arch.synapse_ram == "spram"`` it is built from
 UltraPlus SPRAMs (yosys infers only EBRs from a ``Memory``), elsewhere it is a ``Memory``.
 Measured with YoWASP (yosys 0.70 + nextpnr 0.11), every port behind registers:
 
-- ``ecp5-85f`` profile on an ECP5-85F: ~2200 LUT4, ~1250 flip-flops, 14 DP16KD, 42 distributed-RAM
+- ``ecp5-85f`` profile (then with ``acc_bits`` 20; 18 takes one DP16KD less) on an ECP5-85F:
+  ~2200 LUT4, ~1250 flip-flops, 14 DP16KD, 42 distributed-RAM
   slices (the small memories), 4 MULT18X18D (loihi mode; 0 in shift mode); ~80 MHz, limited by
   BRAM clock-to-out of the synapse word -> delay slot -> accumulator read address.
 - ``ice40up5k`` profile on an iCE40UP5K (16384 synapses in 2 SB_SPRAM256KA, 16-bit per-step
