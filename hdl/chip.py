@@ -266,14 +266,11 @@ class ChipEngine(wiring.Component):
                 m.d.sync += [ucnt.eq(0), to_hit.eq(0), stepped.eq(1), count["spike_cycles"].eq(0)]
                 if to_ext is not None:
                     m.d.sync += to_ext.eq(0)
-                if U == 1:
-                    m.d.sync += start_spike.eq(1)
                 m.next = "UPDATE"
             with m.State("UPDATE"):
                 m.d.sync += ucnt.eq(ucnt + 1)
-                if U >= 2:
-                    with m.If(ucnt == U - 2):
-                        m.d.sync += start_spike.eq(1)
+                with m.If(ucnt == U - 2):                 # U = N + UPDATE_LATENCY >= 7
+                    m.d.sync += start_spike.eq(1)
                 with m.If(ucnt == U - 1):
                     m.next = "SPIKE"
             with m.State("SPIKE"):

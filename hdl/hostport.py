@@ -74,9 +74,10 @@ class HostBusSignature(wiring.Signature):
         request between accepting ``run`` and ``run_done``.
 
     Targets (``req.target``), all word addressed, see :data:`~neurotile.hdl.protocol.TARGETS`:
-    0..7 the core memories (ids as the bits of ``NeuronCore``'s ``cfg.we``/``cfg.re``), 8 ``core_reg`` (0 n_neurons,
-    1 n_axons), 9 ``chip_reg`` (0 step, 1 flags: a write clears every sticky flag and its step,
-    2 n_output, 3 out_dropped; read-only ones are never written), 10 ``inject`` (write only),
+    0..7 the core memories (ids as the bits of ``NeuronCore``'s ``cfg.we``/``cfg.re``),
+    8 ``core_reg`` (0 n_neurons, 1 n_axons), 9 ``chip_reg`` (0 step, 1 flags: a write clears
+    every sticky flag and its step, 2 n_output, 3 out_dropped; read-only ones are never
+    written), 10 ``inject`` (write only),
     11 ``output`` (read only: packet in the low ``8 * packet bytes`` bits, step offset u16
     above), 12 ``counter`` (read only, :func:`~neurotile.hdl.protocol.counter_map`). Requests
     are only issued between runs and always in range.
