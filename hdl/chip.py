@@ -63,6 +63,7 @@ from ..compiler.errors import NeurotileTypeError
 from ..emulator.result import COUNTERS_CHIP, COUNTERS_PER_CORE
 from ..emulator.state import FLAGS
 from . import protocol as P
+from .bitwise import any_of
 from .core import CFG_TARGETS, REGISTERS as CORE_REGISTERS
 from .hostport import DEFAULT_FRAME_TIMEOUT, HostBusSignature, HostPort
 from .mesh import Mesh, check_image
@@ -214,7 +215,8 @@ class ChipEngine(wiring.Component):
         m.d.sync += quiet.eq(mesh.idle & inj_done)
         core_flag = {f: Signal(name=f"any_{f}") for f in ("bad_axon", "acc_sat")}
         any_bad_route = Signal()
-        m.d.sync += [core_flag[f].eq(_any(mesh.flags[c][f] for c in range(n))) for f in core_flag]
+        m.d.sync += [core_flag[f].eq(any_of(mesh.flags[c][f] for c in range(n)))
+                     for f in core_flag]
         m.d.sync += any_bad_route.eq(mesh.bad_route)
         timed_out = Signal()
         m.d.comb += timed_out.eq(to_hit | (to_cnt == T))
@@ -497,7 +499,7 @@ class ChipEngine(wiring.Component):
         m.d.sync += r_valid.eq(b_read)
         m.d.comb += [
             bus.rvalid.eq(stage(stage(r_valid, "bus_c_valid"), "bus_d_valid")),
-            bus.rdata.eq(stage(_any(answers), "bus_d_data")),
+            bus.rdata.eq(stage(any_of(answers), "bus_d_data")),
         ]
         return m
 
@@ -562,10 +564,3 @@ class Chip(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rx), self.host_port.rx)
         wiring.connect(m, self.host_port.tx, wiring.flipped(self.tx))
         return m
-
-
-def _any(values):
-    result = 0
-    for v in values:
-        result = result | v
-    return result

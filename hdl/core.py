@@ -69,9 +69,6 @@ Measured with YoWASP (yosys 0.70 + nextpnr 0.11), every port behind registers:
   20-bit synapse memory alone would need 80 of the 30 EBRs (4096 synapses: 20).
 """
 
-import functools
-import operator
-
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -82,6 +79,7 @@ from ..compiler.arch import Arch
 from ..compiler.errors import ImageError, NeurotileTypeError
 from ..compiler.image import CORE_TABLES, CoreImage
 from ..emulator.result import COUNTERS_PER_CORE
+from .bitwise import any_of
 from .neuron import NeuronDatapath
 from .spram import SinglePortMemory
 
@@ -531,6 +529,6 @@ class NeuronCore(wiring.Component):
                     with m.Case(k):
                         m.d.sync += r_regs.eq(regs[name])
         words = [syn_mem.r_data if name == "synapse" else rd[name].data for name in CFG_MEMORIES]
-        m.d.comb += cfg.rdata.eq(functools.reduce(
-            operator.or_, (Mux(r_sel[k], word, 0) for k, word in enumerate(words + [r_regs]))))
+        m.d.comb += cfg.rdata.eq(any_of(Mux(r_sel[k], word, 0)
+                                        for k, word in enumerate(words + [r_regs])))
         return m

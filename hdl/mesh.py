@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..compiler.arch import Arch
 from ..compiler.errors import ImageError, NeurotileTypeError
 from ..compiler.image import ChipImage
+from .bitwise import all_of, any_of
 from .core import FLAG_LAYOUT, ConfigSignature, NeuronCore, counter_layout
 from .router import Router
 from .router_model import E, L, N, NUM_PORTS, S, W
@@ -196,8 +197,8 @@ class Mesh(wiring.Component):
         wiring.connect(m, routers[0].outputs[W], wiring.flipped(self.host_out))
 
         m.d.comb += [
-            self.idle.eq(_all(u.idle for u in cores + routers)),
-            self.bad_route.eq(_any(r.bad_route for r in routers)),
+            self.idle.eq(all_of(u.idle for u in cores + routers)),
+            self.bad_route.eq(any_of(r.bad_route for r in routers)),
         ]
         hops = []
         for c, r in enumerate(routers):
@@ -207,17 +208,3 @@ class Mesh(wiring.Component):
             hops.append(count)
         m.d.comb += self.hop_count.eq(sum(hops))
         return m
-
-
-def _all(values):
-    result = 1
-    for v in values:
-        result = result & v
-    return result
-
-
-def _any(values):
-    result = 0
-    for v in values:
-        result = result | v
-    return result

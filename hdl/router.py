@@ -9,6 +9,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from .bitwise import any_of
 from .router_model import BAD, E, L, N, NUM_PORTS, PORT_NAMES, S, W, port_exists
 from ..compiler.errors import NeurotileTypeError, NeurotileValueError
 
@@ -196,7 +197,7 @@ class Router(wiring.Component):
             ]
             self._route(m, heads[i], head_valid[i], requests[i])
 
-        m.d.comb += self.idle.eq(~_any(head_valid.values()))
+        m.d.comb += self.idle.eq(~any_of(head_valid.values()))
 
         # Output arbiters.
         pop_terms = {i: [] for i in inputs}
@@ -222,7 +223,7 @@ class Router(wiring.Component):
                 port = self.outputs[o]
                 m.d.comb += [
                     port.valid.eq(grant.any()),
-                    port.payload.eq(_any(Mux(grant[i], heads[i].as_value(), 0) for i in inputs)),
+                    port.payload.eq(any_of(Mux(grant[i], heads[i].as_value(), 0) for i in inputs)),
                     transfer.eq(port.valid & port.ready),
                     self.transfers[o].eq(transfer),
                 ]
@@ -239,15 +240,6 @@ class Router(wiring.Component):
 
         # An input only ever requests one output, so at most one of its pop terms is set.
         for i in inputs:
-            m.d.comb += fifos[i].r_en.eq(_any(pop_terms[i]))
+            m.d.comb += fifos[i].r_en.eq(any_of(pop_terms[i]))
 
         return m
-
-
-def _any(signals):
-    """Bitwise OR of an iterable of values (0 if it is empty)."""
-    result = 0
-    for signal in signals:
-        result = result | signal
-    return result
-
