@@ -40,6 +40,7 @@ from ..compiler.arch import Arch
 from ..compiler.errors import NeurotileTypeError, ToolchainError
 from ..compiler.image import ChipImage
 from ..hdl import protocol as P
+from ..hdl.chip import REPLICA
 from .targets import BoardError, estimate, get_target
 
 __all__ = ["BuildReport", "build", "build_one", "build_plan", "parse_yosys_stat",
@@ -58,6 +59,11 @@ UTILISATION_CELLS = {
 #: yosys cells that are one block RAM / one LUT, for the check between synthesis and nextpnr.
 _YOSYS_BRAM = {"ice40": ("SB_RAM40_4K",), "ecp5": ("DP16KD",)}
 _YOSYS_LUT = {"ice40": ("SB_LUT4",), "ecp5": ("LUT4",)}
+#: yosys command (after reading the design) that marks ``keep`` every flip-flop whose output
+#: carries the chip's :data:`~neurotile.hdl.chip.REPLICA` attribute: the per-core copies of one
+#: value, which ``opt_merge`` would otherwise merge into one flip-flop driving every core.
+KEEP_REPLICAS = ("setattr -set keep 1 a:{0} %ci1:+[Q] a:{0} %d"
+                 .format(next(iter(REPLICA))))
 _BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
 #: Files a build writes and later reads back.
 _PRODUCTS = ("top.rpt", "top.tim", "top.bin", "top.bit", "build.log")
@@ -414,9 +420,8 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
         styles = [("distributed", name) for name in target.distributed] \
             + [("block", name) for name in target.block] \
             + [("logic", name) for name in target.registers]
-        if styles:
-            overrides["script_after_read"] = "\n".join(
-                f'setattr -set ram_style "{style}" m:{name}' for style, name in styles)
+        script = [f'setattr -set ram_style "{style}" m:{name}' for style, name in styles]
+        overrides["script_after_read"] = "\n".join(script + [KEEP_REPLICAS])
     plan = platform.build(top, name="top", do_build=False, **overrides)
     return plan, platform, top
 

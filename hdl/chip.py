@@ -76,6 +76,10 @@ __all__ = ["Chip", "ChipEngine", "WORD_BITS", "NEVER"]
 WORD_BITS = 32
 #: ``flag_step`` value of a flag that was never raised.
 NEVER = (1 << WORD_BITS) - 1
+#: Attributes of the flip-flops that hold one copy of a value per core (``start_update_<c>``,
+#: ``start_spike_<c>``). Copies with the same input are one flip-flop to yosys' ``opt_merge``;
+#: the board build (:func:`neurotile.boards.build.build_plan`) marks each one ``keep``.
+REPLICA = {"neurotile_replica": 1}
 
 # The host bus addresses the cores' configuration ports with the same ids (protocol.py defines
 # the bus, core.py the configuration port): check that they agree once, at import.
@@ -241,17 +245,25 @@ class ChipEngine(wiring.Component):
                 m.d.sync += run_done.eq(1)
                 m.next = "IDLE"
             with m.Else():
-                m.d.sync += start_update.eq(1)
+                pulse(start_update)
                 m.next = "OVERHEAD"
 
         # start_update (= in OVERHEAD) and start_spike (= in UPDATE's last cycle) are registers,
-        # set in the cycle before, not decodes of the state: they reach every core and router,
-        # and a decode put its logic before a net across the die (the routed 4x4's critical path:
-        # state -> decode -> 14.4 ns of routing -> a core's neuron_cfg read, 22.8 ns).
-        start_update, start_spike = Signal(), Signal()
-        m.d.sync += [start_update.eq(0), start_spike.eq(0)]       # before the FSM: it wins
-        m.d.comb += [mesh.start_update.eq(start_update), mesh.arb_reset.eq(start_update),
-                     mesh.start_spike.eq(start_spike)]
+        # set in the cycle before, not decodes of the state (a decode put its logic before a net
+        # across the die: the routed 4x4's critical path was state -> decode -> 14.4 ns of
+        # routing -> a core's neuron_cfg read, 22.8 ns). There is one copy of each per core (and
+        # its router), all set alike, so that no one register drives every core's memories and
+        # counters: the net across the die ends at 2 x n flip-flops, each next to its core.
+        # REPLICA marks them for the build, which keeps yosys from merging them back into one.
+        start_update = [Signal(name=f"start_update_{c}", attrs=REPLICA) for c in range(n)]
+        start_spike = [Signal(name=f"start_spike_{c}", attrs=REPLICA) for c in range(n)]
+
+        def pulse(copies):
+            m.d.sync += [s.eq(1) for s in copies]
+
+        m.d.sync += [s.eq(0) for s in start_update + start_spike]     # before the FSM: it wins
+        m.d.comb += [mesh.start_update.eq(Cat(start_update)), mesh.arb_reset.eq(Cat(start_update)),
+                     mesh.start_spike.eq(Cat(start_spike))]
         with m.FSM(init="IDLE", name="ctrl") as ctrl:
             with m.State("IDLE"):
                 m.d.comb += [bus.run.ready.eq(run_ready), bus.req.ready.eq(1)]
@@ -262,7 +274,7 @@ class ChipEngine(wiring.Component):
                     with m.If(bus.run.payload.steps == 0):
                         m.d.sync += run_done.eq(1)
                     with m.Else():
-                        m.d.sync += start_update.eq(1)
+                        pulse(start_update)
                         m.next = "OVERHEAD"
             with m.State("OVERHEAD"):
                 m.d.sync += [ucnt.eq(0), to_hit.eq(0), stepped.eq(1), count["spike_cycles"].eq(0)]
@@ -272,7 +284,7 @@ class ChipEngine(wiring.Component):
             with m.State("UPDATE"):
                 m.d.sync += ucnt.eq(ucnt + 1)
                 with m.If(ucnt == U - 2):                 # U = N + UPDATE_LATENCY >= 7
-                    m.d.sync += start_spike.eq(1)
+                    pulse(start_spike)
                 with m.If(ucnt == U - 1):
                     m.next = "SPIKE"
             with m.State("SPIKE"):

@@ -90,10 +90,11 @@ class Mesh(wiring.Component):
         The host configuration port of each core, index ``y * mesh_w + x``.
     step : ``In(arch.delay_bits)``
         The step number t (low bits), sampled by every core with ``start_update``.
-    start_update, start_spike : ``In(1)``
-        Phase pulses for every core (see :mod:`neurotile.hdl.core`).
-    arb_reset : ``In(1)``
-        To every router: round-robin pointers back to 4 (L).
+    start_update, start_spike : ``In(n_cores)``
+        Phase pulses (see :mod:`neurotile.hdl.core`), bit ``c`` to core ``c``. The controller
+        sets every bit alike; one line per core lets each come from a flip-flop of its own.
+    arb_reset : ``In(n_cores)``
+        Bit ``c`` to router ``c``: round-robin pointers back to 4 (L).
     clear_routes : ``In(1)``
         Resets every router (its sticky ``bad_route``; its FIFOs, which are empty between steps,
         and its pointers, which ``arb_reset`` sets again before the next SPIKE phase). Only
@@ -149,9 +150,9 @@ class Mesh(wiring.Component):
             "host_out": Out(stream.Signature(packet)),
             "cfg": In(ConfigSignature(a)).array(n),
             "step": In(a.delay_bits),
-            "start_update": In(1),
-            "start_spike": In(1),
-            "arb_reset": In(1),
+            "start_update": In(n),
+            "start_spike": In(n),
+            "arb_reset": In(n),
             "clear_routes": In(1),
             "idle": Out(1),
             "bad_route": Out(1),
@@ -175,9 +176,9 @@ class Mesh(wiring.Component):
             wiring.connect(m, wiring.flipped(self.cfg[c]), core.cfg)
             m.d.comb += [
                 core.step.eq(self.step),
-                core.start_update.eq(self.start_update),
-                core.start_spike.eq(self.start_spike),
-                router.arb_reset.eq(self.arb_reset),
+                core.start_update.eq(self.start_update[c]),
+                core.start_spike.eq(self.start_spike[c]),
+                router.arb_reset.eq(self.arb_reset[c]),
                 self.transfers[c].eq(router.transfers),
                 self.counters[c].eq(core.counters),
                 self.flags[c].eq(core.flags),

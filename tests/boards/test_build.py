@@ -194,6 +194,7 @@ def test_icebreaker_plan_pins_the_uart_leds_and_button_and_maps_multipliers_to_d
         assert line in pcf
     assert "synth_ice40 -dsp -top top" in plan.files["top.ys"]
     assert 'setattr -set ram_style "block" m:mem_profile' in plan.files["top.ys"]
+    assert B.KEEP_REPLICAS in plan.files["top.ys"].split("synth_ice40")[0]
     # The synapse memory, 16384 x 20 bits, is two SPRAMs side by side (tests/hdl/test_spram.py).
     assert plan.files["top.il"].count("cell \\SB_SPRAM256KA ") == 2
     assert "--timing-allow-fail" in plan.files["build_top.sh"]
@@ -204,6 +205,8 @@ def test_ulx3s_plan_puts_neuron_state_in_lut_ram_fifos_in_registers_and_fire1_as
     plan, _, top = B.build_plan("ulx3s-85f", TARGETS["ulx3s-85f"].arch((1, 1)), baud=1_000_000)
     assert 'setattr -set ram_style "distributed" m:mem_neuron_state' in plan.files["top.ys"]
     assert 'setattr -set ram_style "logic" m:storage' in plan.files["top.ys"]      # the FIFOs
+    # The per-core start_update/start_spike flip-flops stay one per core (tests/hdl/test_chip.py).
+    assert B.KEEP_REPLICAS in plan.files["top.ys"].split("synth_ecp5")[0]
     lpf = plan.files["top.lpf"]
     for line in ('LOCATE COMP "uart_0__rx__io" SITE "M1";', 'LOCATE COMP "uart_0__tx__io" SITE '
                  '"L4";', 'LOCATE COMP "button_fire_0__io" SITE "R1";',

