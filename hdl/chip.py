@@ -351,7 +351,8 @@ class ChipEngine(wiring.Component):
         # -- link and hop counters ------------------------------------------------------------------
         # The hop count is a sum over every router: it reaches the counter two cycles late, the
         # mesh's register and this one (the last hops are in cycle p_q - 1, so they are counted
-        # by the end of p_q + 1, the step's last cycle).
+        # by the end of p_q + 1, the step's last cycle). The link transfers come from the mesh's
+        # registers, one cycle late: counted by the end of p_q.
         hops = Signal.like(mesh.hop_count)
         m.d.sync += [hops.eq(mesh.hop_count), count["hops"].eq(count["hops"] + hops)]
         for c in range(n):

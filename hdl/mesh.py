@@ -104,7 +104,9 @@ class Mesh(wiring.Component):
     bad_route : ``Out(1)``
         Some router's sticky ``bad_route``.
     transfers : ``Out(5).array(n_cores)``
-        Per router, bit ``o`` pulses when a packet leaves through output ``o`` (N, E, S, W, L).
+        Per router, bit ``o`` is set in the cycle after a packet left through output ``o``
+        (N, E, S, W, L): a register next to each router, so that the chip's link counters count
+        from registers, not from a router's arbiters across the die.
     hop_count : ``Out(range(4 * n_cores + 1))``
         Transfers on N, E, S and W outputs, except the host exit of router (0, 0) (section 8
         ``hops``), in the previous cycle: each router's are counted into a register of its own,
@@ -179,7 +181,6 @@ class Mesh(wiring.Component):
                 core.start_update.eq(self.start_update[c]),
                 core.start_spike.eq(self.start_spike[c]),
                 router.arb_reset.eq(self.arb_reset[c]),
-                self.transfers[c].eq(router.transfers),
                 self.counters[c].eq(core.counters),
                 self.flags[c].eq(core.flags),
             ]
@@ -207,5 +208,6 @@ class Mesh(wiring.Component):
             m.d.sync += count.eq(_popcount(r.transfers[o] for o in (N, E, S, W)
                                            if not (c == 0 and o == W)))
             hops.append(count)
+            m.d.sync += self.transfers[c].eq(r.transfers)
         m.d.comb += self.hop_count.eq(sum(hops))
         return m
