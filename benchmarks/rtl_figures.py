@@ -844,6 +844,11 @@ register, every output into a register and an XOR tree, two pins): the Fmax afte
 median over seeds 1..{seeds} (range in brackets). nextpnr also prints an estimate after
 placement; it is listed in the second table and is not the Fmax.
 
+The iCE40 cores here keep their synapses in EBR (2048 or 4096): a block converted without a
+platform cannot use the SPRAMs in which the `ice40up5k` profile keeps its 16384 synapses
+(`hdl/spram.py`). That core, as the iCEBreaker build uses it, is measured in
+[boards.md](boards.md).
+
 {synth}
 
 {pnr}

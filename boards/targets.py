@@ -203,7 +203,7 @@ TARGETS = {t.name: t for t in [
         # (`block`). The synapse memory is in SPRAM (Arch.synapse_ram, capacity "spram").
         bram_shapes=((2048, 2), (1024, 4), (512, 8), (256, 16)), lutram_bits=240,
         # Measured (yosys + nextpnr packing): the 1x1 board design needed 5114 logic cells (also
-        # after place and route; 5034 since the host-bus rework), the 2x1 7507, so a core with
+        # after place and route; 5009 at 1655569), the 2x1 7507, so a core with
         # its router costs about 2390.
         logic_fixed=2720, logic_per_core=2390,
         # The neuron datapath's two multipliers (loihi decay, 4 SB_MAC16) and the host port's go

@@ -57,15 +57,16 @@ steps, so they never meet; with ``arch.synapse_ram == "spram"`` it is built from
 UltraPlus SPRAMs (yosys infers only EBRs from a ``Memory``), elsewhere it is a ``Memory``.
 Measured with YoWASP (yosys 0.70 + nextpnr 0.11), every port behind registers:
 
-- ``ecp5-85f`` profile (then with ``acc_bits`` 20; 18 takes one DP16KD less) on an ECP5-85F:
-  ~2200 LUT4, ~1250 flip-flops, 14 DP16KD, 42 distributed-RAM
-  slices (the small memories), 4 MULT18X18D (loihi mode; 0 in shift mode); ~80 MHz, limited by
-  BRAM clock-to-out of the synapse word -> delay slot -> accumulator read address.
+- ``ecp5-85f`` profile on an ECP5-85F (docs/rtl.md): ~2000 TRELLIS_COMB, ~1150 flip-flops,
+  13 DP16KD (11 with ``neuron_state`` in LUT RAM, as the ULX3S build has it), 42 distributed-RAM
+  slices (the small memories), 4 MULT18X18D (loihi mode; 0 in shift mode); ~80 MHz alone, its
+  critical path from one block RAM's clock-to-out into another's address (fan-out index ->
+  fan-out list).
 - ``ice40up5k`` profile on an iCE40UP5K (16384 synapses in 2 SB_SPRAM256KA, 16-bit per-step
   counters, FIFOs of depth 1): in the iCEBreaker board design a core with its router takes
-  about 2390 logic cells (the 1x1 design 5034 of 5280 after place and route, the 2x1 7507
+  about 2390 logic cells (the 1x1 design 5009 of 5280 after place and route, the 2x1 7507
   packed), 17 EBR with the profile table in EBR (the board build's ``ram_style``), 2 SPRAM and
-  4 SB_MAC16. The 1x1 design reaches 22.8 MHz (docs/boards.md). In block RAM the 16384 x
+  4 SB_MAC16. The 1x1 design reaches 24.4 MHz (docs/boards.md). In block RAM the 16384 x
   20-bit synapse memory alone would need 80 of the 30 EBRs (4096 synapses: 20).
 """
 
