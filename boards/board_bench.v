@@ -12,8 +12,9 @@
 //   board -> host  a reference receiver watches `uart_tx`: after each falling edge it samples the
 //                  middle of the ten bits. Every byte goes into `tx_data` at its position in the
 //                  current response frame (0x5A STATUS LEN_LO LEN_HI PAYLOAD[LEN] CRC); when the
-//                  CRC byte arrives `tx_len` holds the frame's length and `tx_done` flips. A start
-//                  bit that is not low in its middle, or a low stop bit, counts in `line_errors`.
+//                  CRC byte arrives `tx_len` holds the frame's length and `tx_done` flips
+//                  (sim/frame_collector.v, as in sim/cosim_top.v). A start bit that is not low in
+//                  its middle, or a low stop bit, counts in `line_errors`.
 //
 // `cycle` counts clock cycles since the start. `led_error` and `led_heartbeat` are the board's
 // LEDs. With COSIM_TRACE defined, `trace_on` opens / resumes / pauses an FST waveform as in
@@ -30,9 +31,9 @@ module cosim_top #(
     input  wire                     rx_req,
     input  wire                     trace_on,
     output reg                      rx_ack = 1'b0,
-    output reg  [8*FRAME_BYTES-1:0] tx_data = {8*FRAME_BYTES{1'b0}},
-    output reg  [31:0]              tx_len = 32'd0,
-    output reg                      tx_done = 1'b0,
+    output wire [8*FRAME_BYTES-1:0] tx_data,    // these three: sim/frame_collector.v
+    output wire [31:0]              tx_len,
+    output wire                     tx_done,
     output reg  [63:0]              cycle = 64'd0,
     output reg  [31:0]              line_errors = 32'd0,
     output wire                     led_error,
@@ -114,22 +115,9 @@ module cosim_top #(
     end
 
     // -- response frames -------------------------------------------------------------------------
-    reg [31:0] tx_pos = 32'd0;
-    reg [15:0] tx_plen = 16'd0;
-    always @(posedge clk) begin
-        if (got) begin
-            tx_data[8*tx_pos +: 8] <= rbyte;
-            if (tx_pos == 32'd2) tx_plen[7:0] <= rbyte;
-            if (tx_pos == 32'd3) tx_plen[15:8] <= rbyte;
-            if (tx_pos >= 32'd4 && tx_pos == {16'd0, tx_plen} + 32'd4) begin   // the CRC byte
-                tx_len <= tx_pos + 32'd1;
-                tx_pos <= 32'd0;
-                tx_done <= !tx_done;
-            end else begin
-                tx_pos <= tx_pos + 32'd1;
-            end
-        end
-    end
+    frame_collector #(.FRAME_BYTES(FRAME_BYTES)) collect (
+        .clk(clk), .valid(got), .byte_in(rbyte), .data(tx_data), .len(tx_len), .done(tx_done)
+    );
 
     board_core dut (
         .clk(clk),

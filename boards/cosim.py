@@ -97,7 +97,8 @@ def build_board(arch, *, divisor=DEFAULT_DIVISOR, max_payload=None, cache_dir=No
     for part in (f"board recipe {_RECIPE}", sb._tool_version("verilator"),
                  importlib.metadata.version("cocotb"), f"frame_bytes {frame_bytes}",
                  f"divisor {divisor}", json.dumps(sb.VERILATOR_OPT, sort_keys=True),
-                 BENCH.read_text(), sb.BENCH_VLT.read_text(), text):
+                 BENCH.read_text(), sb.BENCH_VLT.read_text(),
+                 sb.FRAME_COLLECTOR.read_text(), text):
         h.update(part.encode())
         h.update(b"\0")
     key = h.hexdigest()

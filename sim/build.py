@@ -66,6 +66,8 @@ SIMULATORS = ("verilator", "icarus")
 BENCH = Path(__file__).with_name("cosim_top.v")
 #: Verilator configuration: the bench's signals are public (VPI), the chip's are not.
 BENCH_VLT = Path(__file__).with_name("cosim_top.vlt")
+#: The response-frame collector the bench (and boards/board_bench.v) instantiates.
+FRAME_COLLECTOR = Path(__file__).with_name("frame_collector.v")
 #: Its module name (the simulation's top level).
 TOPLEVEL = "cosim_top"
 #: C++ optimisation of the Verilator model: OPT_FAST (the design: what runs every cycle) and
@@ -271,7 +273,7 @@ def _verilator_commands(build_dir, verilog, frame_bytes, trace, jobs, opt):
         "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-TIMESCALEMOD",
         f"-GFRAME_BYTES={frame_bytes}",
         *([f"--trace-{trace}", "-DCOSIM_TRACE"] if trace else []),
-        str(BENCH_VLT), str(main_cpp), str(verilog), str(BENCH),
+        str(BENCH_VLT), str(main_cpp), str(verilog), str(BENCH), str(FRAME_COLLECTOR),
     ]
     make = ["make", "-j", str(jobs), "-C", str(build_dir), "-f", "Vtop.mk",
             f"VM_TRACE={int(bool(trace))}", "VM_PARALLEL_BUILDS=0", "CFG_CXXFLAGS_PCH_I=-include",
@@ -332,7 +334,7 @@ def _key(simulator, verilog_text, frame_bytes, trace, jobs_independent_flags):
     for part in (f"recipe {_RECIPE}", simulator, _tool_version(simulator),
                  f"cocotb {_cocotb_version()}", f"frame_bytes {frame_bytes}", f"trace {trace}",
                  json.dumps(jobs_independent_flags, sort_keys=True), BENCH.read_text(),
-                 BENCH_VLT.read_text(),
+                 BENCH_VLT.read_text(), FRAME_COLLECTOR.read_text(),
                  verilog_text):
         h.update(part.encode())
         h.update(b"\0")
@@ -482,7 +484,7 @@ def _build_icarus(stage, verilog, frame_bytes, trace, log):
     toolchain.prepare_environment()
     runner = get_runner("icarus")
     try:
-        runner.build(sources=[str(verilog), str(BENCH)], hdl_toplevel=TOPLEVEL,
+        runner.build(sources=[str(verilog), str(BENCH), str(FRAME_COLLECTOR)], hdl_toplevel=TOPLEVEL,
                      build_dir=str(stage), parameters={"FRAME_BYTES": frame_bytes},
                      defines={"COSIM_TRACE": 1} if trace else {}, timescale=("1ns", "1ps"),
                      log_file=str(log), always=True)

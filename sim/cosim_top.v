@@ -10,7 +10,7 @@
 //   chip -> host  `tx__ready` is always 1. Every byte the chip sends is stored in `tx_data` at its position
 //                 in the current response frame (0x5A STATUS LEN_LO LEN_HI PAYLOAD[LEN] CRC); when the CRC
 //                 byte arrives, `tx_len` holds the frame's length and `tx_done` flips. The host waits for
-//                 that one edge.
+//                 that one edge. (sim/frame_collector.v, shared with boards/board_bench.v.)
 //
 // The bench has no ports, and the host's registers are only read by clocked processes: Verilator then has no
 // input-dependent logic to re-evaluate at every time step (with top-level inputs, most of the chip's
@@ -33,9 +33,9 @@ module cosim_top #(
 
     // -- read by the host --------------------------------------------------------------------------------------
     reg                     rx_ack = 1'b0;
-    reg [8*FRAME_BYTES-1:0] tx_data = {8*FRAME_BYTES{1'b0}};
-    reg [31:0]              tx_len = 32'd0;
-    reg                     tx_done = 1'b0;
+    wire [8*FRAME_BYTES-1:0] tx_data;          // these three: the response frame (frame_collector.v)
+    wire [31:0]              tx_len;
+    wire                     tx_done;
     reg [63:0]              cycle = 64'd0;
 
     reg clk = 1'b0;
@@ -72,24 +72,11 @@ module cosim_top #(
     end
 
     // -- chip -> host ------------------------------------------------------------------------------------------
-    reg [31:0] tx_pos = 32'd0;
-    reg [15:0] tx_plen = 16'd0;
     wire       tx_valid;
     wire [7:0] tx_byte;
-    always @(posedge clk) begin
-        if (tx_valid) begin
-            tx_data[8*tx_pos +: 8] <= tx_byte;
-            if (tx_pos == 32'd2) tx_plen[7:0] <= tx_byte;
-            if (tx_pos == 32'd3) tx_plen[15:8] <= tx_byte;
-            if (tx_pos >= 32'd4 && tx_pos == {16'd0, tx_plen} + 32'd4) begin   // the CRC byte
-                tx_len <= tx_pos + 32'd1;
-                tx_pos <= 32'd0;
-                tx_done <= !tx_done;
-            end else begin
-                tx_pos <= tx_pos + 32'd1;
-            end
-        end
-    end
+    frame_collector #(.FRAME_BYTES(FRAME_BYTES)) collect (
+        .clk(clk), .valid(tx_valid), .byte_in(tx_byte), .data(tx_data), .len(tx_len), .done(tx_done)
+    );
 
     chip dut (
         .clk(clk),
