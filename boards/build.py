@@ -64,6 +64,9 @@ _YOSYS_LUT = {"ice40": ("SB_LUT4",), "ecp5": ("LUT4",)}
 #: value, which ``opt_merge`` would otherwise merge into one flip-flop driving every core.
 KEEP_REPLICAS = ("setattr -set keep 1 a:{0} %ci1:+[Q] a:{0} %d"
                  .format(next(iter(REPLICA))))
+#: Vivado's ``synth_design`` option that does the same for the Vivado flow: Vivado merges
+#: equivalent registers by default (UG901), which would undo the per-core copies too.
+VIVADO_KEEP_REPLICAS = "-keep_equivalent_registers"
 _BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
 #: Files a build writes and later reads back.
 _PRODUCTS = ("top.rpt", "top.tim", "top.bin", "top.bit", "build.log")
@@ -422,6 +425,8 @@ def build_plan(target, arch, image=None, *, baud=None, max_payload=None, nextpnr
             + [("logic", name) for name in target.registers]
         script = [f'setattr -set ram_style "{style}" m:{name}' for style, name in styles]
         overrides["script_after_read"] = "\n".join(script + [KEEP_REPLICAS])
+    elif target.flow == "vivado":
+        overrides["synth_design_opts"] = VIVADO_KEEP_REPLICAS
     plan = platform.build(top, name="top", do_build=False, **overrides)
     return plan, platform, top
 

@@ -305,6 +305,8 @@ def test_vendor_targets_write_rtl_and_constraints_and_say_which_tool_makes_the_b
     uart_rx = {"arty-a7-35": "A9", "tang-nano-9k": "18"}[board]
     constraints = (out / ("top.xdc" if board == "arty-a7-35" else "top.cst")).read_text()
     assert uart_rx in constraints
+    if board == "arty-a7-35":          # Vivado keeps the per-core pulse copies apart
+        assert f"synth_design -top top {B.VIVADO_KEEP_REPLICAS}" in (out / "top.tcl").read_text()
     assert f"the bitstream needs {tool}" in result.output
     assert "resources (estimated, no tool run)" in result.output
     report = json.loads((tmp_path / "report.json").read_text())
