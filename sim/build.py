@@ -484,7 +484,8 @@ def _build_icarus(stage, verilog, frame_bytes, trace, log):
     toolchain.prepare_environment()
     runner = get_runner("icarus")
     try:
-        runner.build(sources=[str(verilog), str(BENCH), str(FRAME_COLLECTOR)], hdl_toplevel=TOPLEVEL,
+        runner.build(sources=[str(verilog), str(BENCH), str(FRAME_COLLECTOR)],
+                     hdl_toplevel=TOPLEVEL,
                      build_dir=str(stage), parameters={"FRAME_BYTES": frame_bytes},
                      defines={"COSIM_TRACE": 1} if trace else {}, timescale=("1ns", "1ps"),
                      log_file=str(log), always=True)
