@@ -65,18 +65,6 @@ def test_shipped_model_is_package_data_and_imports_with_from_nir():
     assert net.arch == demo.demo_arch()
 
 
-def test_pyproject_ships_the_model_in_normal_installs():
-    # An editable install reads the source tree; a wheel has only what package-data lists.
-    tomllib = pytest.importorskip("tomllib")
-    root = importlib.resources.files("neurotile")
-    pyproject = root.joinpath("pyproject.toml")
-    if not pyproject.is_file():
-        pytest.skip("not a source checkout")
-    data = tomllib.loads(pyproject.read_text())
-    patterns = data["tool"]["setuptools"]["package-data"]["neurotile.emulator"]
-    assert any(pattern in ("data/*.nir", "data/*") for pattern in patterns)
-
-
 def test_model_metadata_names_the_split_and_the_encoding(model):
     net, spec = model
     assert spec.dt == 1e-3

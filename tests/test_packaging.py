@@ -7,20 +7,26 @@ from pathlib import Path
 import pytest
 
 from neurotile.boards import cosim as board_cosim
+from neurotile.emulator import demo
 from neurotile.sim import build as sim_build
 
 
-def test_package_data_lists_the_cosimulation_benches():
+def test_package_data_lists_every_file_the_package_opens():
     tomllib = pytest.importorskip("tomllib")
     root = Path(str(importlib.resources.files("neurotile")))
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
         pytest.skip("not a source checkout")
     package_data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
-    needed = [sim_build.BENCH, sim_build.BENCH_VLT, sim_build.FRAME_COLLECTOR, board_cosim.BENCH]
+    # The demo's shipped model and the co-simulation benches.
+    needed = [root / "emulator" / demo.MODEL_RESOURCE, sim_build.BENCH, sim_build.BENCH_VLT,
+              sim_build.FRAME_COLLECTOR, board_cosim.BENCH]
     for path in needed:
         assert path.is_file(), path
-        package = "neurotile." + path.parent.relative_to(root).as_posix().replace("/", ".")
+        package_dir = next(parent for parent in path.parents
+                           if (parent / "__init__.py").is_file())
+        package = ".".join(["neurotile", *package_dir.relative_to(root).parts])
+        name = path.relative_to(package_dir).as_posix()
         patterns = package_data.get(package, [])
-        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), \
-            f"{path.name} is not in package-data for {package}: {patterns}"
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), \
+            f"{name} is not in package-data for {package}: {patterns}"
